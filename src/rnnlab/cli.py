@@ -1,0 +1,100 @@
+"""The `rnnlab` command: pull, preprocess, train, evaluate, generate."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rnnlab import RnnlabError
+
+HYDRA_COMMANDS = ("train", "evaluate")
+USAGE = """usage: rnnlab COMMAND [ARGS]
+
+  pull TASK                 fetch and verify the task's raw data into data/raw/TASK (DVC stage)
+  preprocess TASK           split, build the vocabulary, encode into data/processed/TASK (DVC stage)
+  train [OVERRIDES]         fit a model; Hydra overrides, e.g. model=gru trainer.max_epochs=1, -m for sweeps
+  evaluate [OVERRIDES]      score the pipeline's model on the test split (DVC stage)
+  generate [--prompt ...]   sample text from a trained character model
+"""
+
+
+def config_dir() -> Path:
+    """conf/ of the project in the working directory, else of the source checkout."""
+    for candidate in (os.environ.get("RNNLAB_CONFIG_DIR"), "conf", Path(__file__).parents[2] / "conf"):
+        if candidate and (Path(candidate) / "config.yaml").is_file():
+            return Path(candidate).resolve()
+    raise RnnlabError("no Hydra config found: run from the project root (conf/config.yaml) or set RNNLAB_CONFIG_DIR")
+
+
+def run_hydra(command: str, args: list[str]) -> None:
+    import hydra
+
+    from rnnlab.evaluate import run_evaluate
+    from rnnlab.train import train
+
+    def task(cfg):
+        try:
+            if command == "train":
+                train(cfg)
+            else:
+                run_evaluate(cfg)
+        except RnnlabError as e:
+            fail(e)
+
+    sys.argv = [f"rnnlab {command}", *args]
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
+
+
+def generate(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="rnnlab generate", description="Sample text from a character model.")
+    parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default: %(default)s)")
+    parser.add_argument("--length", type=int, default=400, help="characters to add (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default: %(default)s)")
+    parser.add_argument("--checkpoint", default="models/charlm/model.ckpt", help="default: the pipeline's model")
+    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+    opts = parser.parse_args(args)
+    if opts.length < 0:
+        parser.error(f"--length must be >= 0, got {opts.length}")
+    if opts.temperature < 0:
+        parser.error(f"--temperature must be >= 0, got {opts.temperature}")
+    from rnnlab.evaluate import load_checkpoint
+
+    model = load_checkpoint(opts.checkpoint)
+    print(model.generate(opts.prompt, opts.length, opts.temperature, seed=opts.seed))
+
+
+def fail(error: Exception) -> None:
+    print(f"rnnlab: error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in HYDRA_COMMANDS:
+            run_hydra(command, rest)
+        elif command == "generate":
+            generate(rest)
+        elif command in ("pull", "preprocess"):
+            parser = argparse.ArgumentParser(prog=f"rnnlab {command}")
+            parser.add_argument("task")
+            parser.add_argument("--params", default="params.yaml")
+            opts = parser.parse_args(rest)
+            from rnnlab import stages
+
+            getattr(stages, command)(opts.task, opts.params)
+        else:
+            print(USAGE, file=sys.stderr)
+            fail(RnnlabError(f"unknown command {command!r}"))
+    except RnnlabError as e:
+        fail(e)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The recurrent backbone every task shares: nn.RNN (tanh/relu), nn.LSTM or nn.GRU, chosen by config."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from rnnlab import RnnlabError
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+             nonlinearity: str = "tanh", bidirectional: bool = False) -> nn.RNNBase:
+    if cell not in CELLS:
+        raise RnnlabError(f"model.cell: unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    for key, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if not isinstance(value, int) or value < 1:
+            raise RnnlabError(f"model.{key} must be a positive integer, got {value!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise RnnlabError(f"model.dropout must be in [0, 1), got {dropout!r}")
+    kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, batch_first=True,
+                  dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+    if cell == "rnn":
+        if nonlinearity not in ("tanh", "relu"):
+            raise RnnlabError(f"model.nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        kwargs["nonlinearity"] = nonlinearity
+    return CELLS[cell](**kwargs)
+
+
+def detach_state(state):
+    """Cut the graph at a batch boundary (truncated BPTT) but keep the values as context."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()

@@ -1,0 +1,116 @@
+"""Many-to-many, aligned: a character language model trained with stateful truncated BPTT."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from rnnlab import RnnlabError
+from rnnlab.data.vocab import CharVocab
+from rnnlab.recurrent import detach_state, make_rnn
+
+
+class CharLanguageModel(L.LightningModule):
+    def __init__(self, chars: list[str], cell: str = "lstm", embedding_dim: int = 64, hidden_size: int = 256,
+                 num_layers: int = 2, dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
+                 lr: float = 2e-3, weight_decay: float = 0.01, scheduler: str = "cosine"):
+        super().__init__()
+        if bidirectional:
+            raise RnnlabError("model.bidirectional: a language model predicts the next character and must not see it")
+        if scheduler not in ("cosine", "none"):
+            raise RnnlabError(f"module.scheduler must be 'cosine' or 'none', got {scheduler!r}")
+        if lr <= 0:
+            raise RnnlabError(f"module.lr must be positive, got {lr!r}")
+        self.save_hyperparameters()
+        self.vocab = CharVocab(tuple(chars))
+        vocab_size = len(self.vocab)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, vocab_size)
+        self.nll = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+        self._state = {}
+
+    def forward(self, x: torch.Tensor, state=None):
+        out, state = self.rnn(self.drop(self.embedding(x)), state)
+        return self.head(self.drop(out)), state
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits, state = self(x, self._state.get(stage))
+        self._state[stage] = detach_state(state)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+
+    # the carried state must not leak from one epoch (or one split) into the next
+    def on_train_epoch_start(self):
+        self._state.pop("train", None)
+
+    def on_validation_epoch_start(self):
+        self._state.pop("val", None)
+
+    def on_test_epoch_start(self):
+        self._state.pop("test", None)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step(batch, "train")
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.nll["val"].update(self._step(batch, "val"), weight=batch[1].numel())
+
+    def test_step(self, batch, batch_idx):
+        self.nll["test"].update(self._step(batch, "test"), weight=batch[1].numel())
+
+    def _log_epoch(self, stage: str):
+        nll = self.nll[stage].compute()
+        bpc = nll / math.log(2)
+        self.log_dict({f"{stage}_loss": nll, f"{stage}_bpc": bpc, f"{stage}_perplexity": 2 ** bpc}, prog_bar=True)
+        self.nll[stage].reset()
+
+    def on_validation_epoch_end(self):
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self):
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "none":
+            return opt
+        total = max(1, self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=self.hparams.lr * 0.1)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    @torch.inference_mode()
+    def generate(self, prompt: str, length: int, temperature: float = 0.8, seed: int | None = None) -> str:
+        """Continue `prompt` by `length` sampled characters; temperature 0 is greedy."""
+        unknown = self.vocab.unknown(prompt)
+        if unknown:
+            raise RnnlabError(f"prompt holds characters the model has never seen: {''.join(unknown)!r}")
+        if length < 0 or temperature < 0:
+            raise RnnlabError(f"length and temperature must be >= 0, got {length} and {temperature}")
+        was_training = self.training
+        self.eval()
+        gen = torch.Generator(device="cpu")
+        if seed is not None:
+            gen.manual_seed(seed)
+        ids = torch.as_tensor(self.vocab.encode(prompt or "\n"), dtype=torch.long, device=self.device)[None]
+        logits, state = self(ids)
+        out = []
+        for _ in range(length):
+            last = logits[0, -1].float().cpu()
+            last[0] = -math.inf  # never emit the unknown symbol
+            if temperature == 0:
+                nxt = int(last.argmax())
+            else:
+                nxt = int(torch.multinomial(torch.softmax(last / temperature, -1), 1, generator=gen))
+            out.append(nxt)
+            logits, state = self(torch.tensor([[nxt]], device=self.device), state)
+        self.train(was_training)
+        return prompt + self.vocab.decode(out)

