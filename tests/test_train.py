@@ -49,7 +49,7 @@ def test_train_tracks_everything_in_mlflow(processed, workdir):
 
 def test_multirun_makes_one_mlflow_run_per_model(processed, workdir):
     cmd = [sys.executable, "-m", "rnnlab.cli", "train", "-m", "model=rnn,lstm", "experiment=smoke",
-           f"paths.data_dir={processed.parents[1]}", "test=false"]
+           f"paths.data_dir={processed.parents[1]}", "test=false", f"hydra.sweep.dir={workdir}/multirun"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db",
                                  "HYDRA_FULL_ERROR": "1"})
@@ -65,3 +65,20 @@ def test_unknown_config_group_fails_cleanly(workdir):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "model/transformer" in result.stderr
+
+
+def test_a_crash_marks_the_mlflow_run_failed(processed, workdir, monkeypatch):
+    from rnnlab.shapes.many_to_many import CharLanguageModel
+
+    def boom(self, batch, batch_idx):
+        raise RuntimeError("loss exploded")
+
+    monkeypatch.setattr(CharLanguageModel, "training_step", boom)
+    cfg = compose("experiment=smoke", f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={workdir}/out",
+                  f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
+    with pytest.raises(RuntimeError, match="loss exploded"):
+        train(cfg)
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
+    assert run.info.status == "FAILED"
+    assert not (workdir / "out" / "model").exists()

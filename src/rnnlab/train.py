@@ -9,7 +9,6 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.evaluate import evaluate
@@ -39,16 +38,24 @@ def train(cfg: DictConfig) -> dict:
     # plain containers in hparams keep checkpoints loadable with weights_only=True
     model = instantiate(cfg.module, chars=list(dm.vocab.chars), _convert_="all", **cfg.model)
     logger = instantiate(cfg.logger, tags=run_tags(cfg.task_name, cfg.model.cell, dm.processed_dir, cfg.stage))
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]  # a null entry switches one off
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
 
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     run_id, client = logger.run_id, logger.experiment
-    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    try:
+        return fit_and_record(cfg, dm, model, trainer, run_id, client)
+    except BaseException as e:
+        # never leave a run RUNNING: the UI would show it as in progress forever
+        client.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
 
+
+def fit_and_record(cfg: DictConfig, dm, model, trainer, run_id: str, client) -> dict:
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     trainer.fit(model, datamodule=dm)
 
-    ckpt_cb = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+    ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
     model_dir = Path(cfg.paths.model_dir)
     with atomic_path(model_dir / "model.ckpt") as tmp:
