@@ -68,6 +68,10 @@ def test_dvc_pipeline_end_to_end(tmp_path):
 
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "baseline")
-    sh(root, "dvc", "exp", "run", "-n", "rnn-variant", "-S", "train.model=rnn")
+    sh(root, "dvc", "exp", "run", "-n", "rnn-variant", "-S", "train.model=rnn",
+       "-S", "train.overrides='model.hidden_size=24 model.nonlinearity=relu'")
     shown = sh(root, "dvc", "exp", "show", "--no-pager", "--csv")
     assert "rnn-variant" in shown
+    latest = client.search_runs([run.info.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert (latest.data.params["model/cell"], latest.data.params["model/hidden_size"],
+            latest.data.params["model/nonlinearity"]) == ("rnn", "24", "relu")
