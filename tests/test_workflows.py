@@ -8,7 +8,7 @@ from conftest import ROOT
 
 def actionlint() -> str:
     found = shutil.which("actionlint") or Path(sys.executable).with_name("actionlint")
-    assert Path(found).is_file(), "actionlint is missing: install the dev extra (make test does)"
+    assert Path(found).is_file(), "actionlint is missing: install the dev extra (./run test does)"
     return str(found)
 
 

@@ -47,8 +47,15 @@ def run_hydra(command: str, args: list[str]) -> None:
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments get one line on stderr and exit code 2 (argparse adds a usage block)."""
+
+    def error(self, message):
+        fail(RnnlabError(f"{self.prog}: {message}"))
+
+
 def generate(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="rnnlab generate", description="Sample text from a character model.")
+    parser = OneLineParser(prog="rnnlab generate", description="Sample text from a character model.")
     parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default: %(default)s)")
     parser.add_argument("--length", type=int, default=400, help="characters to add (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default: %(default)s)")
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "generate":
             generate(rest)
         elif command in ("pull", "preprocess"):
-            parser = argparse.ArgumentParser(prog=f"rnnlab {command}")
+            parser = OneLineParser(prog=f"rnnlab {command}")
             parser.add_argument("task")
             parser.add_argument("--params", default="params.yaml")
             opts = parser.parse_args(rest)
