@@ -10,15 +10,17 @@ from conftest import ROOT, compose
 from rnnlab.train import train
 
 
-@pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
-def test_fast_dev_run_from_the_real_config(processed, tmp_path, model):
-    cfg = compose(f"model={model}", "experiment=smoke", "trainer.fast_dev_run=true",
+@pytest.mark.parametrize("model, impl", [("rnn", "torch"), ("lstm", "torch"), ("gru", "torch"),
+                                         ("rnn", "scratch"), ("lstm", "scratch"), ("gru", "scratch")])
+def test_fast_dev_run_from_the_real_config(processed, tmp_path, model, impl):
+    cfg = compose(f"model={model}", f"model.impl={impl}", "experiment=smoke", "trainer.fast_dev_run=true",
                   f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
     module = instantiate(cfg.module, chars=list(dm.vocab.chars), **cfg.model)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
-    assert trainer.state.finished and module.rnn.mode == model.upper().replace("RNN", "RNN_TANH")
+    assert trainer.state.finished
+    assert type(module.rnn).__name__ == ("ScratchRNN" if impl == "scratch" else model.upper())
 
 
 def test_train_tracks_everything_in_mlflow(processed, workdir):

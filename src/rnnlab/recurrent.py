@@ -5,12 +5,14 @@ from __future__ import annotations
 from torch import nn
 
 from rnnlab import RnnlabError
+from rnnlab.cells import ScratchRNN
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-             nonlinearity: str = "tanh", bidirectional: bool = False) -> nn.RNNBase:
+             nonlinearity: str = "tanh", bidirectional: bool = False, impl: str = "torch") -> nn.Module:
+    """`impl=torch`: PyTorch's fused modules; `impl=scratch`: rnnlab.cells, the same maths step by step."""
     if cell not in CELLS:
         raise RnnlabError(f"model.cell: unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
     for key, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
@@ -18,11 +20,16 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, 
             raise RnnlabError(f"model.{key} must be a positive integer, got {value!r}")
     if not 0.0 <= dropout < 1.0:
         raise RnnlabError(f"model.dropout must be in [0, 1), got {dropout!r}")
+    if impl not in ("torch", "scratch"):
+        raise RnnlabError(f"model.impl must be 'torch' or 'scratch', got {impl!r}")
+    if cell == "rnn" and nonlinearity not in ("tanh", "relu"):
+        raise RnnlabError(f"model.nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    if impl == "scratch":
+        return ScratchRNN(cell, input_size, hidden_size, num_layers, nonlinearity,
+                          dropout if num_layers > 1 else 0.0, bidirectional)
     kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, batch_first=True,
                   dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
     if cell == "rnn":
-        if nonlinearity not in ("tanh", "relu"):
-            raise RnnlabError(f"model.nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         kwargs["nonlinearity"] = nonlinearity
     return CELLS[cell](**kwargs)
 

@@ -18,7 +18,7 @@ from rnnlab.recurrent import detach_state, make_rnn
 class CharLanguageModel(L.LightningModule):
     def __init__(self, chars: list[str], cell: str = "lstm", embedding_dim: int = 64, hidden_size: int = 256,
                  num_layers: int = 2, dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
-                 lr: float = 2e-3, weight_decay: float = 0.01, scheduler: str = "cosine"):
+                 impl: str = "torch", lr: float = 2e-3, weight_decay: float = 0.01, scheduler: str = "cosine"):
         super().__init__()
         if bidirectional:
             raise RnnlabError("model.bidirectional: a language model predicts the next character and must not see it")
@@ -30,7 +30,7 @@ class CharLanguageModel(L.LightningModule):
         self.vocab = CharVocab(tuple(chars))
         vocab_size = len(self.vocab)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity)
+        self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity, impl=impl)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
         self.nll = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})

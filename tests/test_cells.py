@@ -1,0 +1,82 @@
+"""The from-scratch cells against PyTorch's fused modules: same weights, same numbers, same gradients."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from rnnlab import RnnlabError
+from rnnlab.cells import ScratchRNN
+from rnnlab.shapes.many_to_many import CharLanguageModel
+
+KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", None), ("gru", None)]
+
+
+def torch_module(mode, nonlinearity, **kwargs):
+    cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[mode]
+    extra = {"nonlinearity": nonlinearity} if mode == "rnn" else {}
+    return cls(batch_first=True, **kwargs, **extra)
+
+
+@pytest.mark.parametrize("kind, layers, bidirectional", list(itertools.product(KINDS, (1, 2), (False, True))))
+def test_scratch_matches_torch_outputs_states_and_gradients(kind, layers, bidirectional):
+    mode, nonlinearity = kind
+    torch.manual_seed(0)
+    sizes = dict(input_size=5, hidden_size=6, num_layers=layers, bidirectional=bidirectional)
+    reference = torch_module(mode, nonlinearity, **sizes).double()
+    scratch = ScratchRNN(mode, nonlinearity=nonlinearity or "tanh", **sizes).double()
+    scratch.load_state_dict(reference.state_dict())  # strict: names and shapes must agree
+
+    x = torch.randn(3, 9, 5, dtype=torch.float64)
+    h0 = torch.randn(layers * (2 if bidirectional else 1), 3, 6, dtype=torch.float64)
+    state = (h0, torch.randn_like(h0)) if mode == "lstm" else h0
+    results = []
+    for module in (reference, scratch):
+        inp = x.clone().requires_grad_()
+        out, final = module(inp, state)
+        finals = final if mode == "lstm" else (final,)
+        # weight every output differently so each gradient path is exercised
+        loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum()
+        loss = loss + sum((f ** 2).sum() for f in finals)
+        module.zero_grad()
+        loss.backward()
+        results.append((out, finals, inp.grad, {n: p.grad for n, p in module.named_parameters()}))
+
+    (out_r, fin_r, gx_r, g_r), (out_s, fin_s, gx_s, g_s) = results
+    torch.testing.assert_close(out_s, out_r, atol=1e-5, rtol=0)
+    for a, b in zip(fin_s, fin_r):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gx_s, gx_r, atol=1e-5, rtol=0)
+    assert g_s.keys() == g_r.keys()
+    for name in g_r:
+        torch.testing.assert_close(g_s[name], g_r[name], atol=1e-5, rtol=0, msg=name)
+
+
+def test_weights_load_both_ways_and_default_state_is_zero():
+    torch.manual_seed(1)
+    scratch = ScratchRNN("gru", 4, 5, num_layers=2)
+    reference = nn.GRU(4, 5, num_layers=2, batch_first=True)
+    reference.load_state_dict(scratch.state_dict())
+    x = torch.randn(2, 6, 4)
+    torch.testing.assert_close(scratch(x)[0], reference(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_one_set_of_weights_serves_every_step():
+    scratch = ScratchRNN("rnn", 3, 4)
+    assert sum(p.numel() for p in scratch.parameters()) == 4 * 3 + 4 * 4 + 4 + 4
+    short, long = scratch(torch.randn(1, 2, 3)), scratch(torch.randn(1, 50, 3))
+    assert short[0].shape == (1, 2, 4) and long[0].shape == (1, 50, 4)
+
+
+def test_language_model_switches_to_scratch_cells():
+    torch.manual_seed(0)
+    fused = CharLanguageModel(list("abcd"), cell="lstm", embedding_dim=4, hidden_size=8, dropout=0.0)
+    scratch = CharLanguageModel(list("abcd"), cell="lstm", embedding_dim=4, hidden_size=8, dropout=0.0,
+                                impl="scratch")
+    assert isinstance(scratch.rnn, ScratchRNN)
+    scratch.load_state_dict(fused.state_dict())
+    x = torch.randint(0, 5, (2, 7))
+    torch.testing.assert_close(scratch(x)[0], fused(x)[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(RnnlabError, match="model.impl must be 'torch' or 'scratch', got 'cuda'"):
+        CharLanguageModel(list("abcd"), impl="cuda")
