@@ -1,0 +1,81 @@
+"""Gradient diagnostics: the global gradient norm during training, and how far back a gradient reaches."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+
+from rnnlab.cells import ScratchRNN
+
+
+def global_norm(module: nn.Module) -> float:
+    norms = [p.grad.detach().norm(2) for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+class GradientNormMonitor(L.Callback):
+    """Logs the global gradient norm before and after clipping every `every_n_steps`, and whether clipping fired.
+
+    Lightning calls `on_before_optimizer_step` after backward and before it clips; the gradients are
+    still in place (clipped) at `on_train_batch_end`.
+    """
+
+    def __init__(self, every_n_steps: int = 50):
+        self.every_n_steps = every_n_steps
+        self._before = None
+
+    def _due(self, trainer) -> bool:
+        return trainer.global_step % self.every_n_steps == 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self._before = global_norm(pl_module) if self._due(trainer) else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._before is None:
+            return
+        after = global_norm(pl_module)
+        clipped = float(not math.isclose(after, self._before, rel_tol=1e-4, abs_tol=1e-8))
+        pl_module.log_dict({"grad_norm_before_clip": self._before, "grad_norm_after_clip": after,
+                            "grad_clipped": clipped}, on_step=True, on_epoch=False)
+        self._before = None
+
+
+def as_scratch(rnn: nn.Module) -> ScratchRNN:
+    """The same weights in the step-by-step layer, whose per-step states autograd can reach."""
+    if isinstance(rnn, ScratchRNN):
+        return rnn
+    mode = {"RNN_TANH": "rnn", "RNN_RELU": "rnn", "LSTM": "lstm", "GRU": "gru"}[rnn.mode]
+    scratch = ScratchRNN(mode, rnn.input_size, rnn.hidden_size, rnn.num_layers,
+                         nonlinearity="relu" if rnn.mode == "RNN_RELU" else "tanh", bidirectional=rnn.bidirectional)
+    scratch.load_state_dict(rnn.state_dict())
+    return scratch.to(next(rnn.parameters()).device)
+
+
+def gradient_profile(rnn: nn.Module, steps: int, batch: int = 16, seed: int = 0) -> list[float]:
+    """‖∂L/∂h_t‖ for t = 1..steps (mean over the batch) of the first layer, L a fixed function of h_T alone."""
+    scratch = as_scratch(rnn).eval()
+    gen = torch.Generator().manual_seed(seed)
+    param = next(scratch.parameters())
+    x = torch.randn(batch, steps, scratch.input_size, generator=gen).to(param)
+    readout = torch.randn(scratch.hidden_size, generator=gen).to(param)
+    h = x.new_zeros(batch, scratch.hidden_size)
+    state = (h, h) if scratch.mode == "lstm" else h
+    hs = []
+    for t in range(steps):
+        state = scratch.step(x[:, t], state, 0, "")
+        hs.append(state[0] if scratch.mode == "lstm" else state)
+    # total derivatives through every later step; autograd.grad leaves the parameters' .grad alone
+    grads = torch.autograd.grad((hs[-1] @ readout).sum(), hs)
+    return [float(g.norm(dim=-1).mean()) for g in grads]
+
+
+def spectral_radius(rnn: nn.Module) -> dict[str, float]:
+    """Largest |eigenvalue| of each gate's block of the first layer's recurrent matrix W_hh."""
+    w = rnn.weight_hh_l0.detach().double().cpu()
+    gates = {"RNN_TANH": ["h"], "RNN_RELU": ["h"], "LSTM": ["i", "f", "g", "o"], "GRU": ["r", "z", "n"]}
+    mode = rnn.mode if not isinstance(rnn, ScratchRNN) else {"rnn": "RNN_TANH", "lstm": "LSTM", "gru": "GRU"}[rnn.mode]
+    blocks = w.chunk(len(gates[mode]), dim=0)
+    return {g: float(torch.linalg.eigvals(b).abs().max()) for g, b in zip(gates[mode], blocks)}
