@@ -34,7 +34,8 @@ def test_train_tracks_everything_in_mlflow(processed, workdir):
     (run,) = client.search_runs([exp.experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.params["model/cell"] == "gru" and run.data.params["data/seq_len"] == "32"
-    assert {"test_bpc", "test_perplexity", "val_bpc", "val_loss", "train_loss_epoch"} <= set(run.data.metrics)
+    assert {"test_bpc", "test_perplexity", "val_bpc", "val_loss", "train_loss_epoch", "grad_norm_before_clip",
+            "grad_norm_after_clip", "grad_clipped"} <= set(run.data.metrics)
     assert run.data.tags["task"] == "charlm" and run.data.tags["cell"] == "gru"
     assert run.data.tags["git_commit"] and run.data.tags["data_version"] == "untracked"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
