@@ -15,7 +15,8 @@ from rnnlab.recurrent import make_rnn
 
 class SequenceRegressor(L.LightningModule):
     def __init__(self, input_size: int, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
-                 nonlinearity: str = "tanh", impl: str = "torch", lr: float = 1e-3, forget_bias: float = 1.0):
+                 nonlinearity: str = "tanh", impl: str = "torch", lr: float = 1e-3, forget_bias: float = 1.0,
+                 optimizer: str = "adam"):
         super().__init__()
         self.save_hyperparameters()
         self.rnn = make_rnn(cell, input_size, hidden_size, num_layers, nonlinearity=nonlinearity, impl=impl)
@@ -50,4 +51,8 @@ class SequenceRegressor(L.LightningModule):
     def configure_optimizers(self):
         if self.hparams.lr <= 0:
             raise RnnlabError(f"lr must be positive, got {self.hparams.lr}")
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        # plain SGD lets an exploding gradient become an exploding step; Adam's scaling would hide it
+        optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+        if self.hparams.optimizer not in optimizers:
+            raise RnnlabError(f"optimizer must be 'adam' or 'sgd', got {self.hparams.optimizer!r}")
+        return optimizers[self.hparams.optimizer](self.parameters(), lr=self.hparams.lr)
