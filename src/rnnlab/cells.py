@@ -15,7 +15,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from rnnlab import RnnlabError
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# gate blocks of W_ih / W_hh, in PyTorch's order
+GATE_NAMES = {"rnn": ("h",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+GATES = {mode: len(names) for mode, names in GATE_NAMES.items()}
 
 
 def rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh"):

@@ -8,7 +8,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from rnnlab.cells import ScratchRNN
+from rnnlab.cells import GATE_NAMES, ScratchRNN
+
+TORCH_MODES = {"RNN_TANH": "rnn", "RNN_RELU": "rnn", "LSTM": "lstm", "GRU": "gru"}
 
 
 def global_norm(module: nn.Module) -> float:
@@ -47,8 +49,7 @@ def as_scratch(rnn: nn.Module) -> ScratchRNN:
     """The same weights in the step-by-step layer, whose per-step states autograd can reach."""
     if isinstance(rnn, ScratchRNN):
         return rnn
-    mode = {"RNN_TANH": "rnn", "RNN_RELU": "rnn", "LSTM": "lstm", "GRU": "gru"}[rnn.mode]
-    scratch = ScratchRNN(mode, rnn.input_size, rnn.hidden_size, rnn.num_layers,
+    scratch = ScratchRNN(cell_of(rnn), rnn.input_size, rnn.hidden_size, rnn.num_layers,
                          nonlinearity="relu" if rnn.mode == "RNN_RELU" else "tanh", bidirectional=rnn.bidirectional)
     scratch.load_state_dict(rnn.state_dict())
     return scratch.to(next(rnn.parameters()).device)
@@ -72,10 +73,13 @@ def gradient_profile(rnn: nn.Module, steps: int, batch: int = 16, seed: int = 0)
     return [float(g.norm(dim=-1).mean()) for g in grads]
 
 
+def cell_of(rnn: nn.Module) -> str:
+    """"rnn", "lstm" or "gru", for PyTorch's modules and the scratch layer alike."""
+    return rnn.mode if isinstance(rnn, ScratchRNN) else TORCH_MODES[rnn.mode]
+
+
 def spectral_radius(rnn: nn.Module) -> dict[str, float]:
     """Largest |eigenvalue| of each gate's block of the first layer's recurrent matrix W_hh."""
-    w = rnn.weight_hh_l0.detach().double().cpu()
-    gates = {"RNN_TANH": ["h"], "RNN_RELU": ["h"], "LSTM": ["i", "f", "g", "o"], "GRU": ["r", "z", "n"]}
-    mode = rnn.mode if not isinstance(rnn, ScratchRNN) else {"rnn": "RNN_TANH", "lstm": "LSTM", "gru": "GRU"}[rnn.mode]
-    blocks = w.chunk(len(gates[mode]), dim=0)
-    return {g: float(torch.linalg.eigvals(b).abs().max()) for g, b in zip(gates[mode], blocks)}
+    names = GATE_NAMES[cell_of(rnn)]
+    blocks = rnn.weight_hh_l0.detach().double().cpu().chunk(len(names), dim=0)
+    return {g: float(torch.linalg.eigvals(b).abs().max()) for g, b in zip(names, blocks)}

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from rnnlab.data.synthetic import adding_problem
-from rnnlab.diagnostics import GradientNormMonitor
+from rnnlab.diagnostics import GradientNormMonitor, spectral_radius
 from rnnlab.shapes.many_to_one import SequenceRegressor
 
 
@@ -26,8 +26,7 @@ class CurveRecorder(L.Callback):
 
 def scale_recurrent_weights(model: SequenceRegressor, radius: float) -> None:
     with torch.no_grad():
-        w = model.rnn.weight_hh_l0
-        w.mul_(radius / torch.linalg.eigvals(w).abs().max())
+        model.rnn.weight_hh_l0.mul_(radius / spectral_radius(model.rnn)["h"])
 
 
 def exploding(clip: float | None, steps: int = 300, seq_len: int = 50, hidden_size: int = 64,

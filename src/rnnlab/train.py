@@ -11,7 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.evaluate import evaluate
+from rnnlab.evaluate import evaluate, load_checkpoint
 from rnnlab.io import atomic_path, write_text
 from rnnlab.tracking import run_tags, save_run_ref
 
@@ -67,7 +67,6 @@ def fit_and_record(cfg: DictConfig, dm, model, trainer, run_id: str, client) -> 
 
     if not cfg.test:
         return {}
-    best_model = type(model).load_from_checkpoint(best, map_location=model.device, weights_only=True)
-    scores = evaluate(best_model, cfg, run_id=run_id)
+    scores = evaluate(load_checkpoint(best), cfg, run_id=run_id)
     print(f"test bpc {scores['test']['bpc']:.4f}, perplexity {scores['test']['perplexity']:.4f}")
     return scores
