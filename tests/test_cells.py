@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import RnnlabError
 from rnnlab.cells import ScratchRNN
@@ -51,6 +52,53 @@ def test_scratch_matches_torch_outputs_states_and_gradients(kind, layers, bidire
     assert g_s.keys() == g_r.keys()
     for name in g_r:
         torch.testing.assert_close(g_s[name], g_r[name], atol=1e-5, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("kind, layers, bidirectional", list(itertools.product(KINDS, (1, 2), (False, True))))
+def test_scratch_matches_torch_on_packed_sequences(kind, layers, bidirectional):
+    mode, nonlinearity = kind
+    torch.manual_seed(0)
+    sizes = dict(input_size=5, hidden_size=6, num_layers=layers, bidirectional=bidirectional)
+    reference = torch_module(mode, nonlinearity, **sizes).double()
+    scratch = ScratchRNN(mode, nonlinearity=nonlinearity or "tanh", **sizes).double()
+    scratch.load_state_dict(reference.state_dict())
+
+    lengths = torch.tensor([4, 9, 1, 4])  # unsorted, with a tie and a single step
+    x = torch.randn(4, 9, 5, dtype=torch.float64)
+    h0 = torch.randn(layers * (2 if bidirectional else 1), 4, 6, dtype=torch.float64)
+    state = (h0, torch.randn_like(h0)) if mode == "lstm" else h0
+    results = []
+    for module in (reference, scratch):
+        inp = x.clone().requires_grad_()
+        out, final = module(pack_padded_sequence(inp, lengths, batch_first=True, enforce_sorted=False), state)
+        finals = final if mode == "lstm" else (final,)
+        loss = (out.data * torch.linspace(-1, 1, out.data.numel(), dtype=x.dtype).view_as(out.data)).sum()
+        loss = loss + sum((f ** 2).sum() for f in finals)
+        module.zero_grad()
+        loss.backward()
+        results.append((out, finals, inp.grad, {n: p.grad for n, p in module.named_parameters()}))
+
+    (out_r, fin_r, gx_r, g_r), (out_s, fin_s, gx_s, g_s) = results
+    assert torch.equal(out_s.batch_sizes, out_r.batch_sizes)
+    torch.testing.assert_close(pad_packed_sequence(out_s, batch_first=True)[0],
+                               pad_packed_sequence(out_r, batch_first=True)[0], atol=1e-5, rtol=0)
+    for a, b in zip(fin_s, fin_r):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(gx_s, gx_r, atol=1e-5, rtol=0)
+    for name in g_r:
+        torch.testing.assert_close(g_s[name], g_r[name], atol=1e-5, rtol=0, msg=name)
+
+
+def test_scratch_keeps_the_order_of_a_sorted_pack():
+    torch.manual_seed(0)
+    reference = nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+    scratch = ScratchRNN("lstm", 3, 4, bidirectional=True)
+    scratch.load_state_dict(reference.state_dict())
+    packed = pack_padded_sequence(torch.randn(3, 5, 3), torch.tensor([5, 3, 3]), batch_first=True)
+    (out_s, (h_s, _)), (out_r, (h_r, _)) = scratch(packed), reference(packed)
+    assert out_s.sorted_indices is None
+    torch.testing.assert_close(out_s.data, out_r.data, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h_s, h_r, atol=1e-5, rtol=1e-5)
 
 
 def test_weights_load_both_ways_and_default_state_is_zero():

@@ -42,7 +42,7 @@ def test_gradient_vanishes_backwards_through_a_small_tanh_rnn():
     rnn = nn.RNN(4, 16, batch_first=True)
     with torch.no_grad():
         rnn.weight_hh_l0.mul_(0.3)  # spectral radius well below 1: contraction at every step
-    norms = gradient_profile(rnn, steps=40)
+    norms = gradient_profile(rnn, torch.randn(16, 40, 4), readout=torch.randn(16))
     assert len(norms) == 40 and all(math.isfinite(n) for n in norms)
     assert norms[-1] > 0 and norms[0] < 1e-6 * norms[-1]
     assert all(a <= b * 1.0001 for a, b in zip(norms[:-1], norms[1:]))  # monotone decay going back in time
@@ -52,7 +52,7 @@ def test_gradient_vanishes_backwards_through_a_small_tanh_rnn():
 @pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
 def test_profile_of_gated_cells_is_finite(cls):
     torch.manual_seed(0)
-    norms = gradient_profile(cls(4, 16, batch_first=True), steps=25)
+    norms = gradient_profile(cls(4, 16, batch_first=True), torch.randn(8, 25, 4), readout=torch.randn(16))
     assert len(norms) == 25 and all(math.isfinite(n) and n >= 0 for n in norms)
 
 

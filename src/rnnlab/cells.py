@@ -11,7 +11,7 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import RnnlabError
 
@@ -44,8 +44,16 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
     return (1 - z) * n + z * h
 
 
+def keep_past_end(valid, new, old):
+    """The new state where the step lies inside its sequence, the old one past its end."""
+    if isinstance(new, tuple):
+        return tuple(torch.where(valid, n, o) for n, o in zip(new, old))
+    return torch.where(valid, new, old)
+
+
 class ScratchRNN(nn.Module):
-    """Drop-in for nn.RNN / nn.LSTM / nn.GRU (batch_first): layers, bidirectional, initial state, dropout."""
+    """Drop-in for nn.RNN / nn.LSTM / nn.GRU (batch_first): layers, bidirectional, initial state, dropout,
+    padded tensors or PackedSequence."""
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", dropout: float = 0.0, bidirectional: bool = False,
@@ -83,9 +91,14 @@ class ScratchRNN(nn.Module):
             return gru_cell(x, state, *w)
         return rnn_cell(x, state, *w, nonlinearity=self.nonlinearity)
 
-    def forward(self, x: torch.Tensor, state=None):
+    def forward(self, x, state=None):
+        packed, lengths = x, None
         if isinstance(x, PackedSequence):
-            raise RnnlabError("model.impl=scratch does not take packed sequences; use model.impl=torch")
+            # step through the padded batch but freeze each sequence's state past its end: the forward
+            # direction then ends on its own last step and the reverse one starts there, as torch's packed
+            # kernels do; states and lengths come back in the caller's batch order
+            x, lengths = pad_packed_sequence(x, batch_first=True)
+            lengths = lengths.to(x.device)
         batch, steps, _ = x.shape
         shape = (self.num_layers * self.directions, batch, self.hidden_size)
         if state is None:
@@ -101,7 +114,8 @@ class ScratchRNN(nn.Module):
                 order = range(steps - 1, -1, -1) if suffix else range(steps)
                 out = [None] * steps
                 for t in order:
-                    s = self.step(x[:, t], s, layer, suffix)
+                    new = self.step(x[:, t], s, layer, suffix)
+                    s = new if lengths is None else keep_past_end((t < lengths)[:, None], new, s)
                     out[t] = s[0] if self.mode == "lstm" else s
                 outputs.append(torch.stack(out, dim=1))
                 finals_h.append(s[0] if self.mode == "lstm" else s)
@@ -111,4 +125,16 @@ class ScratchRNN(nn.Module):
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
         h_n = torch.stack(finals_h)
-        return x, ((h_n, torch.stack(finals_c)) if self.mode == "lstm" else h_n)
+        final = (h_n, torch.stack(finals_c)) if self.mode == "lstm" else h_n
+        if lengths is None:
+            return x, final
+        return repack(x, lengths, like=packed), final
+
+
+def repack(padded: torch.Tensor, lengths: torch.Tensor, like: PackedSequence) -> PackedSequence:
+    """Pack `padded` in exactly `like`'s order, so its rows line up with `like.batch_sizes`."""
+    order = like.sorted_indices
+    if order is None:  # packed with enforce_sorted=True: the batch is already longest first
+        order = torch.arange(len(lengths), device=padded.device)
+    data = pack_padded_sequence(padded[order], lengths[order].cpu(), batch_first=True).data
+    return like._replace(data=data)

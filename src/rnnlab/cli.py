@@ -17,6 +17,9 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   train [OVERRIDES]         fit a model; Hydra overrides, e.g. model=gru trainer.max_epochs=1, -m for sweeps
   evaluate [OVERRIDES]      score the pipeline's model on the test split (DVC stage)
   generate [--prompt ...]   sample text from a trained character model
+  gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
+  gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
+  gradients report          gradient lab metrics, plots and figures (DVC stage)
 """
 
 
@@ -72,6 +75,25 @@ def generate(args: list[str]) -> None:
     print(model.generate(opts.prompt, opts.length, opts.temperature, seed=opts.seed))
 
 
+def gradients(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab gradients", description="The gradient lab's DVC stages.")
+    parser.add_argument("experiment", choices=["adding", "exploding", "report"])
+    parser.add_argument("cell", nargs="?", help="adding only: rnn | lstm | gru")
+    parser.add_argument("--params", default="params.yaml")
+    opts = parser.parse_args(args)
+    if (opts.experiment == "adding") != (opts.cell is not None):
+        parser.error("give a CELL for `adding` and only for it")
+    from rnnlab import gradient_report
+    from rnnlab import gradients as lab
+
+    if opts.experiment == "adding":
+        lab.run_adding(opts.cell, opts.params)
+    elif opts.experiment == "exploding":
+        lab.run_exploding(opts.params)
+    else:
+        gradient_report.run_report(opts.params)
+
+
 def fail(error: Exception) -> None:
     print(f"rnnlab: error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -88,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
             run_hydra(command, rest)
         elif command == "generate":
             generate(rest)
+        elif command == "gradients":
+            gradients(rest)
         elif command in ("pull", "preprocess"):
             parser = OneLineParser(prog=f"rnnlab {command}")
             parser.add_argument("task")

@@ -55,17 +55,19 @@ def as_scratch(rnn: nn.Module) -> ScratchRNN:
     return scratch.to(next(rnn.parameters()).device)
 
 
-def gradient_profile(rnn: nn.Module, steps: int, batch: int = 16, seed: int = 0) -> list[float]:
-    """‖∂L/∂h_t‖ for t = 1..steps (mean over the batch) of the first layer, L a fixed function of h_T alone."""
+def gradient_profile(rnn: nn.Module, inputs: torch.Tensor, readout: torch.Tensor) -> list[float]:
+    """‖∂L/∂h_t‖ for every step t of `inputs` (batch, steps, features), mean over the batch, first layer.
+
+    L = h_T · readout depends on the last state alone, so the norm at step t is how much of the loss
+    signal survives the trip back from T to t.
+    """
     scratch = as_scratch(rnn).eval()
-    gen = torch.Generator().manual_seed(seed)
     param = next(scratch.parameters())
-    x = torch.randn(batch, steps, scratch.input_size, generator=gen).to(param)
-    readout = torch.randn(scratch.hidden_size, generator=gen).to(param)
-    h = x.new_zeros(batch, scratch.hidden_size)
+    x, readout = inputs.to(param), readout.to(param)
+    h = x.new_zeros(x.shape[0], scratch.hidden_size)
     state = (h, h) if scratch.mode == "lstm" else h
     hs = []
-    for t in range(steps):
+    for t in range(x.shape[1]):
         state = scratch.step(x[:, t], state, 0, "")
         hs.append(state[0] if scratch.mode == "lstm" else state)
     # total derivatives through every later step; autograd.grad leaves the parameters' .grad alone

@@ -1,14 +1,48 @@
-"""Gradient experiments: what an exploding gradient does to training, with and without clipping."""
+"""The gradient lab: long-range memory on the adding problem, exploding gradients, and how far a gradient reaches.
+
+Each experiment is a DVC stage (dvc.yaml, section "gradients") configured by params.yaml `gradients:`
+and tracked in the MLflow experiment "gradients".
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+from pathlib import Path
+
 import lightning as L
 import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.loggers import MLFlowLogger
 from torch.utils.data import DataLoader, TensorDataset
 
+from rnnlab import RnnlabError
 from rnnlab.data.synthetic import adding_problem
-from rnnlab.diagnostics import GradientNormMonitor, spectral_radius
+from rnnlab.diagnostics import GradientNormMonitor, gradient_profile, spectral_radius
+from rnnlab.io import atomic_path, write_json, write_text
 from rnnlab.shapes.many_to_one import SequenceRegressor
+from rnnlab.tracking import ends_run, git_commit, tracking_uri
+from rnnlab.train import quiet_trainer
+
+EXPERIMENT = "gradients"
+ADDING_DIR = Path("models/gradients")
+
+
+def params(params_file: str | Path, name: str) -> dict:
+    """params.yaml `gradients.<name>`."""
+    try:
+        return yaml.safe_load(Path(params_file).read_text())["gradients"][name]
+    except OSError as e:
+        raise RnnlabError(f"cannot read {params_file}: {e.strerror}") from e
+    except (KeyError, TypeError) as e:
+        raise RnnlabError(f"{params_file}: missing key gradients.{name}") from e
+
+
+def mlflow_logger(run_name: str, **tags: str) -> MLFlowLogger:
+    tags = {"task": EXPERIMENT, "git_commit": git_commit(), **tags}
+    return MLFlowLogger(experiment_name=EXPERIMENT, run_name=run_name, tracking_uri=tracking_uri(), tags=tags)
 
 
 class CurveRecorder(L.Callback):
@@ -24,13 +58,67 @@ class CurveRecorder(L.Callback):
                           "grad_norm_clipped": float(metrics["grad_norm_after_clip"])})
 
 
+# --- adding problem ---------------------------------------------------------------------------------
+
+def adding_model(cell: str, p: dict) -> SequenceRegressor:
+    return SequenceRegressor(2, cell=cell, hidden_size=p["hidden_size"], lr=p["lr"][cell])
+
+
+def adding(cell: str, length: int, p: dict, logger: MLFlowLogger | bool = False) -> tuple[SequenceRegressor, dict]:
+    """Train one cell at one sequence length; stop early once the validation MSE counts as solved."""
+    L.seed_everything(p["seed"], verbose=False)
+    model = adding_model(cell, p)
+    steps, batch = p["max_steps"], p["batch_size"]
+    train = TensorDataset(*adding_problem(steps * batch, length, seed=p["seed"] + 1))
+    val = TensorDataset(*adding_problem(p["eval_size"], length, seed=p["seed"] + 2))
+    test = TensorDataset(*adding_problem(p["eval_size"], length, seed=p["seed"] + 3))
+    # the same budget for every cell: at most max_steps batches; a solved run has nothing left to learn
+    solved = EarlyStopping("val_mse", stopping_threshold=p["solved_mse"], patience=steps, check_on_train_epoch_end=False)
+    trainer = quiet_trainer(max_steps=steps, val_check_interval=p["val_every"], num_sanity_val_steps=0,
+                            gradient_clip_val=p["clip"], logger=logger, callbacks=[solved])
+    trainer.fit(model, DataLoader(train, batch_size=batch), DataLoader(val, batch_size=len(val)))
+    scores = trainer.test(model, DataLoader(test, batch_size=len(test)), verbose=False)[0]
+    return model, {"test_mse": round(scores["test_mse"], 6), "steps": trainer.global_step}
+
+
+def run_adding(cell: str, params_file: str | Path = "params.yaml") -> dict:
+    """DVC stage adding@<cell>: every length for one cell -> models/gradients/adding_<cell>/."""
+    p = params(params_file, "adding")
+    if cell not in p["lr"]:
+        raise RnnlabError(f"{params_file}: no gradients.adding.lr.{cell}; cells with a rate: {', '.join(p['lr'])}")
+    results = {}
+    with atomic_path(ADDING_DIR / f"adding_{cell}", is_dir=True) as out:
+        for length in p["lengths"]:
+            logger = mlflow_logger(f"adding-{cell}-T{length}", cell=cell, experiment="adding", dvc_stage=f"adding@{cell}")
+            logger.log_hyperparams({**p, "lr": p["lr"][cell], "cell": cell, "length": length})
+            with ends_run(logger.experiment, logger.run_id):
+                model, results[f"T{length}"] = adding(cell, length, p, logger)
+            torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, out / f"T{length}.pt")
+            print(f"adding {cell} T={length}: test MSE {results[f'T{length}']['test_mse']:.4f} "
+                  f"after {results[f'T{length}']['steps']} steps")
+        write_json(out / "results.json", results)
+    return results
+
+
+def load_adding_model(cell: str, length: int) -> SequenceRegressor:
+    path = ADDING_DIR / f"adding_{cell}" / f"T{length}.pt"
+    if not path.is_file():
+        raise RnnlabError(f"{path} not found: run `dvc repro adding@{cell}` with T={length} among the lengths")
+    ckpt = torch.load(path, weights_only=True)
+    model = SequenceRegressor(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+# --- exploding gradients ----------------------------------------------------------------------------
+
 def scale_recurrent_weights(model: SequenceRegressor, radius: float) -> None:
     with torch.no_grad():
         model.rnn.weight_hh_l0.mul_(radius / spectral_radius(model.rnn)["h"])
 
 
 def exploding(clip: float | None, steps: int = 300, seq_len: int = 50, hidden_size: int = 64,
-              radius: float = 1.5, lr: float = 1e-2, seed: int = 0) -> dict:
+              radius: float = 1.5, lr: float = 1e-2, seed: int = 0, logger: MLFlowLogger | bool = False) -> dict:
     """A relu RNN whose recurrent matrix has spectral radius `radius` > 1, trained by SGD on the adding problem.
 
     Without clipping the gradient norm grows until the loss is inf/NaN: the run is stopped and reported
@@ -41,9 +129,8 @@ def exploding(clip: float | None, steps: int = 300, seq_len: int = 50, hidden_si
     scale_recurrent_weights(model, radius)
     x, y = adding_problem(steps * 64, seq_len, seed=seed + 1)
     recorder = CurveRecorder()
-    trainer = L.Trainer(max_steps=steps, gradient_clip_val=clip, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[GradientNormMonitor(every_n_steps=1), recorder])
+    trainer = quiet_trainer(max_steps=steps, gradient_clip_val=clip, logger=logger, log_every_n_steps=1,
+                            callbacks=[GradientNormMonitor(every_n_steps=1), recorder])
     diverged = None
     try:
         trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=64))
@@ -51,3 +138,61 @@ def exploding(clip: float | None, steps: int = 300, seq_len: int = 50, hidden_si
         diverged = str(e)
     return {"clip": clip, "diverged": diverged is not None, "reason": diverged, "steps_trained": len(recorder.rows),
             "curve": recorder.rows}
+
+
+def run_exploding(params_file: str | Path = "params.yaml", out_csv: str | Path = "metrics/gradients_exploding.csv",
+                  out_json: str | Path = ADDING_DIR / "exploding.json") -> dict:
+    """DVC stage `exploding`: the same relu RNN without and with clipping, loss and gradient-norm curves side by side."""
+    p = params(params_file, "exploding")
+    runs = {}
+    for clip in (None, p["clip"]):
+        name = "no_clip" if clip is None else f"clip_{clip:g}"
+        logger = mlflow_logger(f"exploding-{name}", cell="rnn", experiment="exploding", dvc_stage="exploding")
+        logger.log_hyperparams({**p, "clip": clip})
+        with ends_run(logger.experiment, logger.run_id):
+            run = exploding(clip, steps=p["steps"], seq_len=p["length"], hidden_size=p["hidden_size"],
+                            radius=p["radius"], lr=p["lr"], seed=p["seed"], logger=logger)
+        if run["diverged"]:
+            # diverging is this run's expected outcome, but it is still a failed training run
+            logger.experiment.set_tag(logger.run_id, "diverged", run["reason"])
+            logger.experiment.set_terminated(logger.run_id, "FAILED")
+        runs[name] = run
+        print(f"exploding, {name}: " + (f"diverged ({run['reason']})" if run["diverged"]
+                                        else f"trained {run['steps_trained']} steps, final loss {run['curve'][-1]['loss']:.4f}"))
+    write_text(out_csv, exploding_csv(runs))
+    summary = {name: {"diverged": r["diverged"], "steps_trained": r["steps_trained"],
+                      # the step that diverged may have an infinite norm, which JSON cannot hold
+                      "max_grad_norm": round(max(g for row in r["curve"] if math.isfinite(g := row["grad_norm"])), 4),
+                      "final_loss": round(r["curve"][-1]["loss"], 6)} for name, r in runs.items()}
+    write_json(out_json, summary)
+    return summary
+
+
+def exploding_csv(runs: dict) -> str:
+    """Wide table, one row per step: loss and gradient norm of each run (blank once a run has stopped)."""
+    names = list(runs)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", *(f"loss_{n}" for n in names), *(f"grad_norm_{n}" for n in names)])
+    for step in range(max(len(r["curve"]) for r in runs.values())):
+        rows = [runs[n]["curve"][step] if step < len(runs[n]["curve"]) else None for n in names]
+        writer.writerow([step, *(f"{r['loss']:.6g}" if r else "" for r in rows),
+                         *(f"{r['grad_norm']:.6g}" if r else "" for r in rows)])
+    return out.getvalue()
+
+
+# --- gradient profile -------------------------------------------------------------------------------
+
+def profiles(cells: list[str], length: int, p: dict) -> dict:
+    """‖∂L/∂h_t‖ over an adding-problem sequence, for each cell freshly initialised and after training at `length`.
+
+    L is the trained readout (the model's linear head) applied to the last state.
+    """
+    x, _ = adding_problem(64, length, seed=p["seed"] + 4)
+    out = {}
+    for cell in cells:
+        torch.manual_seed(p["seed"])
+        for when, model in (("init", adding_model(cell, p)), ("trained", load_adding_model(cell, length))):
+            out[f"{cell}_{when}"] = {"norms": gradient_profile(model.rnn, x, model.head.weight[0].detach()),
+                                     "spectral_radius": spectral_radius(model.rnn)}
+    return out

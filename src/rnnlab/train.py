@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.evaluate import evaluate, load_checkpoint
 from rnnlab.io import atomic_path, write_text
-from rnnlab.tracking import run_tags, save_run_ref
+from rnnlab.tracking import ends_run, run_tags, save_run_ref
 
 
 def curves_csv(client, run_id: str) -> str:
@@ -32,6 +32,12 @@ def curves_csv(client, run_id: str) -> str:
     return out.getvalue()
 
 
+def quiet_trainer(**kwargs) -> L.Trainer:
+    """A Trainer that only trains: no logger, checkpoints, progress bar or summary unless asked for."""
+    defaults = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return L.Trainer(**{**defaults, **kwargs})
+
+
 def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
@@ -43,12 +49,8 @@ def train(cfg: DictConfig) -> dict:
 
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     run_id, client = logger.run_id, logger.experiment
-    try:
+    with ends_run(client, run_id):
         return fit_and_record(cfg, dm, model, trainer, run_id, client)
-    except BaseException as e:
-        # never leave a run RUNNING: the UI would show it as in progress forever
-        client.set_terminated(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
-        raise
 
 
 def fit_and_record(cfg: DictConfig, dm, model, trainer, run_id: str, client) -> dict:

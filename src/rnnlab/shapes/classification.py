@@ -1,0 +1,107 @@
+"""What every sequence classifier shares, recurrent or not: the batch, the loss, the metrics, the optimizer.
+
+A batch is `(inputs, lengths, labels)` (rnnlab.data.padding.collate): `inputs` a padded LongTensor (B, T)
+of token ids or a FloatTensor (B, T, C) of frames, `lengths` the valid steps of each row, `labels` (B,).
+A subclass builds its layers and defines `forward(inputs, lengths) -> logits (B, num_classes)`; the metric
+names are the same for every model, so runs compare side by side.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from rnnlab import RnnlabError
+
+
+def check_input_kind(vocab_size: int | None, input_size: int | None) -> None:
+    """Token ids need a vocabulary, frames a channel count; one model reads one of them."""
+    if (vocab_size is None) == (input_size is None):
+        raise RnnlabError("model.vocab_size (token ids) or model.input_size (real-valued frames): give exactly "
+                          f"one, got vocab_size={vocab_size!r}, input_size={input_size!r}")
+    check_sizes(**{"vocab_size": vocab_size} if input_size is None else {"input_size": input_size})
+
+
+def check_sizes(**sizes) -> None:
+    for key, value in sizes.items():
+        if not isinstance(value, int) or value < 1:
+            raise RnnlabError(f"model.{key} must be a positive integer, got {value!r}")
+
+
+def check_inputs(inputs: torch.Tensor, input_size: int | None) -> None:
+    """Token ids are an integer (B, T) tensor, frames a float (B, T, input_size) one."""
+    if input_size is None and (inputs.dim() != 2 or inputs.is_floating_point()):
+        raise RnnlabError(f"inputs: a token model takes integer ids of shape (B, T), got {inputs.dtype} "
+                          f"{tuple(inputs.shape)}")
+    if input_size is not None and (inputs.dim() != 3 or inputs.size(-1) != input_size
+                                   or not inputs.is_floating_point()):
+        raise RnnlabError(f"inputs: a frame model takes floats of shape (B, T, {input_size}) "
+                          f"(model.input_size={input_size}), got {inputs.dtype} {tuple(inputs.shape)}")
+
+
+def valid_steps(lengths: torch.Tensor, steps: int, device) -> torch.Tensor:
+    """(B, T) True on each sequence's own steps, False on its padding."""
+    return torch.arange(steps, device=device)[None] < lengths.to(device)[:, None]
+
+
+class SequenceClassifierBase(L.LightningModule):
+    def __init__(self, num_classes: int, class_weights: list[float] | None, lr: float, weight_decay: float):
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise RnnlabError(f"model.num_classes must be an integer >= 2, got {num_classes!r}")
+        if lr <= 0:
+            raise RnnlabError(f"module.lr must be positive, got {lr!r}")
+        if weight_decay < 0:
+            raise RnnlabError(f"module.weight_decay must be >= 0, got {weight_decay!r}")
+        if class_weights is not None:
+            class_weights = [float(w) for w in class_weights]
+            if len(class_weights) != num_classes or not all(math.isfinite(w) and w >= 0 for w in class_weights) \
+                    or not any(class_weights):
+                raise RnnlabError(f"module.class_weights must hold one finite weight >= 0 per class "
+                                  f"(num_classes={num_classes}), not all zero; got {class_weights!r}")
+            class_weights = torch.tensor(class_weights)
+        # a buffer follows the module to the GPU and into the checkpoint
+        self.register_buffer("class_weights", class_weights)
+        self.lr, self.weight_decay = lr, weight_decay
+        # accuracy is the plain fraction right (micro); macro F1 weighs every class alike, so a rare
+        # class the model ignores shows there and not in the accuracy
+        self.metrics = nn.ModuleDict({stage: MetricCollection({
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+        }, prefix=f"{stage}_") for stage in ("val", "test")})
+
+    def _loss(self, batch):
+        inputs, lengths, labels = batch
+        logits = self(inputs, lengths)
+        return logits, labels, F.cross_entropy(logits, labels, weight=self.class_weights)
+
+    def training_step(self, batch, batch_idx):
+        _, labels, loss = self._loss(batch)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def _evaluate(self, batch, stage: str):
+        logits, labels, loss = self._loss(batch)
+        self.metrics[stage].update(logits, labels)
+        self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log_dict(self.metrics[stage], on_step=False, on_epoch=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        """Class probabilities (B, num_classes); the labels, if the batch has them, are not needed."""
+        inputs, lengths = batch[0], batch[1]
+        return torch.softmax(self(inputs, lengths), dim=-1)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
