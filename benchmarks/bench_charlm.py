@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -24,6 +23,7 @@ from rnnlab.data.streams import StreamWindows
 from rnnlab.data.vocab import CharVocab
 from rnnlab.io import write_json
 from rnnlab.shapes.many_to_many import CharLanguageModel
+from rnnlab.train import quiet_trainer
 
 # dropout 0.0 as in the pipeline; inter-layer dropout 0.1 takes nn.LSTM off its fast CPU path (-25 %)
 SETTINGS = dict(embedding_dim=64, hidden_size=256, num_layers=2, dropout=0.0, batch_size=64, seq_len=128)
@@ -62,9 +62,8 @@ def throughput(cell: str, precision: str, steps: int, warmup: int) -> float:
     loader = torch.utils.data.DataLoader(StreamWindows(ids, SETTINGS["batch_size"], SETTINGS["seq_len"]),
                                          batch_size=None)
     timer = StepTimer(warmup)
-    trainer = L.Trainer(max_steps=warmup + steps, precision=precision, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        gradient_clip_val=0.5, callbacks=[timer])
+    trainer = quiet_trainer(max_steps=warmup + steps, precision=precision, limit_val_batches=0,
+                            gradient_clip_val=0.5, callbacks=[timer])
     trainer.fit(model, train_dataloaders=loader)
     return timer.steps * SETTINGS["batch_size"] * SETTINGS["seq_len"] / timer.seconds
 

@@ -29,6 +29,12 @@ def slice_params(**changes) -> dict:
     for task, (archive, sha256) in SLICES.items():
         params["data"][task]["source"].update(archive=str(archive), sha256=sha256)
     params["data"]["charlm"].update(changes)
+    # the gradient lab in seconds: short sequences, tiny models, a few steps
+    gradients = params["gradients"]
+    gradients["adding"].update(lengths=[5, 10], hidden_size=8, batch_size=16, max_steps=20, val_every=10,
+                               eval_size=64, workers=1)
+    gradients["exploding"].update(steps=60)  # diverges at step 6 without clipping (tests/test_gradients.py)
+    gradients["profile"]["length"] = 10
     return params
 
 

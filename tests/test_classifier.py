@@ -12,6 +12,7 @@ from rnnlab import RnnlabError
 from rnnlab.data.padding import collate
 from rnnlab.shapes.many_to_one import POOLINGS, SequenceClassifier
 from rnnlab.shapes.one_to_one import BagClassifier
+from rnnlab.train import quiet_trainer
 
 KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 KIND_IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
@@ -100,8 +101,7 @@ def test_learns_a_separable_task_and_logs_the_shared_metrics(model_cls, kind):
     train = DataLoader(separable(kind, 512, seed=1), batch_size=32, shuffle=True, collate_fn=collate)
     val = DataLoader(separable(kind, 96, seed=2), batch_size=32, collate_fn=collate)
     first = model._loss(next(iter(val)))[2].item()
-    trainer = L.Trainer(max_steps=60, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = quiet_trainer(max_steps=60, num_sanity_val_steps=0)
     trainer.fit(model, train, val)
     metrics = trainer.callback_metrics
     assert {"train_loss", "val_loss", "val_acc", "val_macro_f1"} <= metrics.keys()

@@ -1,6 +1,5 @@
 import math
 
-import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -8,6 +7,7 @@ from torch import nn
 from rnnlab.data.streams import StreamWindows
 from rnnlab.diagnostics import GradientNormMonitor, gradient_profile, spectral_radius
 from rnnlab.shapes.many_to_many import CharLanguageModel
+from rnnlab.train import quiet_trainer
 
 
 def fit_with_monitor(clip: float):
@@ -17,9 +17,7 @@ def fit_with_monitor(clip: float):
     model = CharLanguageModel(list("abcdefgh"), embedding_dim=8, hidden_size=16, num_layers=1, scheduler="none")
     ids = np.random.default_rng(0).integers(1, 9, 4000).astype(np.int16)
     loader = torch.utils.data.DataLoader(StreamWindows(ids, 4, 16), batch_size=None)
-    trainer = L.Trainer(max_steps=3, gradient_clip_val=clip, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        callbacks=[GradientNormMonitor(every_n_steps=1)])
+    trainer = quiet_trainer(max_steps=3, gradient_clip_val=clip, limit_val_batches=0, callbacks=[GradientNormMonitor(every_n_steps=1)])
     trainer.fit(model, train_dataloaders=loader)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("grad_")}
 

@@ -8,33 +8,25 @@ import yaml
 
 from rnnlab import RnnlabError
 from rnnlab.cli import main
-from conftest import ROOT
-
-
-def tiny_params(tmp_path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    g = params["gradients"]
-    g["adding"].update(cells=["rnn", "lstm"], lengths=[5, 10], hidden_size=8, batch_size=16, max_steps=20,
-                       val_every=10, eval_size=64)
-    g["exploding"].update(steps=60)
-    g["profile"]["length"] = 10
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 def test_stages_write_metrics_plots_and_figures(workdir):
-    tiny_params(workdir)
-    for args in (["adding", "rnn"], ["adding", "lstm"], ["exploding"], ["report"]):
+    from rnnlab.gradients import run_adding
+
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["gradients"]["adding"]["workers"] = 2  # one cell through the process pool
+    (workdir / "pool.yaml").write_text(yaml.safe_dump(params))
+    run_adding("rnn", "pool.yaml")
+    for args in (["adding", "lstm"], ["adding", "gru"], ["exploding"], ["report"]):
         main(["gradients", *args])
     metrics = json.loads((workdir / "metrics/gradients.json").read_text())
-    for cell in ("rnn", "lstm"):
+    for cell in ("rnn", "lstm", "gru"):
         for n in (5, 10):
             run = metrics["adding"][cell][f"T{n}"]
             assert math.isfinite(run["test_mse"]) and 0 < run["steps"] <= 20
     assert 0.1 < metrics["adding_baseline_mse"]["T10"] < 0.25  # predicting 1.0 scores about 1/6
     assert metrics["exploding"]["no_clip"]["diverged"] and not metrics["exploding"]["clip_1"]["diverged"]
-    assert set(metrics["profile"]) == {"rnn_init", "rnn_trained", "lstm_init", "lstm_trained"}
+    assert set(metrics["profile"]) == {f"{c}_{w}" for c in ("rnn", "lstm", "gru") for w in ("init", "trained")}
     rows = (workdir / "metrics/gradients_profile.csv").read_text().splitlines()
     assert len(rows) == 1 + 10
     for name in ("adding_mse", "gradient_profile", "exploding"):
@@ -45,7 +37,6 @@ def test_stages_write_metrics_plots_and_figures(workdir):
 def test_mlflow_records_every_run_and_marks_the_diverged_one_failed(workdir):
     import mlflow
 
-    tiny_params(workdir)
     main(["gradients", "exploding"])
     runs = mlflow.search_runs(experiment_names=["gradients"])
     status = dict(zip(runs["tags.mlflow.runName"], runs["status"]))
@@ -55,7 +46,6 @@ def test_mlflow_records_every_run_and_marks_the_diverged_one_failed(workdir):
 
 
 def test_report_before_training_names_the_missing_stage(workdir):
-    tiny_params(workdir)
     with pytest.raises(RnnlabError, match="adding_rnn/results.json"):
         from rnnlab.gradient_report import run_report
 
@@ -63,7 +53,6 @@ def test_report_before_training_names_the_missing_stage(workdir):
 
 
 def test_unknown_cell_is_rejected(workdir, capsys):
-    tiny_params(workdir)
     with pytest.raises(SystemExit) as e:
         main(["gradients", "adding", "transformer"])
     assert e.value.code == 2

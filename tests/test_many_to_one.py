@@ -5,11 +5,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rnnlab.data.synthetic import adding_problem
 from rnnlab.shapes.many_to_one import SequenceRegressor
+from rnnlab.train import quiet_trainer
 
 
 def fit(model, x, y, steps):
-    trainer = L.Trainer(max_steps=steps, gradient_clip_val=1.0, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = quiet_trainer(max_steps=steps, gradient_clip_val=1.0)
     trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=64))
     return trainer
 

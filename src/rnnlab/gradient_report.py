@@ -47,11 +47,12 @@ def adding_figure(adding: dict, baseline: dict, lengths: list[int], solved: floa
     for cell, results in adding.items():
         ax.plot(lengths, [results[f"T{n}"]["test_mse"] for n in lengths], marker="o", label=cell)
     ax.plot(lengths, [baseline[f"T{n}"] for n in lengths], "k--", label="predict 1.0 (trivial)")
-    ax.axhline(solved, color="grey", lw=0.8, ls=":", label=f"solved ({solved:g})")
+    ax.axhline(solved, color="grey", lw=0.8, ls=":", label=f"early stop (validation < {solved:g})")
     ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="test MSE",
            title="Adding problem: test MSE after the same budget")
     ax.set_xticks(lengths, [str(n) for n in lengths])
-    ax.legend()
+    ax.set_xticks([], minor=True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -68,15 +69,19 @@ def profile_figure(prof: dict, length: int):
     return fig
 
 
-def exploding_figure(curves_csv: Path):
+def exploding_figure(curves_csv: Path, summary: dict):
     rows = list(csv.DictReader(curves_csv.open()))
-    names = [k[len("loss_"):] for k in rows[0] if k.startswith("loss_")]
     fig, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for name in names:
+    for name, run in summary.items():
         steps = [int(r["step"]) for r in rows if r[f"loss_{name}"]]
-        loss_ax.plot(steps, [float(r[f"loss_{name}"]) for r in rows if r[f"loss_{name}"]], label=name)
-        norm_ax.plot(steps, [float(r[f"grad_norm_{name}"]) for r in rows if r[f"grad_norm_{name}"]], label=name)
-    loss_ax.set(yscale="log", xlabel="step", ylabel="training MSE", title="Loss (a run that ends early diverged)")
+        label = f"{name}: diverged at step {run['steps_trained']}" if run["diverged"] else name
+        loss_ax.plot(steps, [float(r[f"loss_{name}"]) for r in rows if r[f"loss_{name}"]], label=label)
+        norm_ax.plot(steps, [float(r[f"grad_norm_{name}"]) for r in rows if r[f"grad_norm_{name}"]], label=label)
+    # the diverging loss reaches 1e30 and more: keep the axis on the scale of the runs that trained
+    trained = [float(r[f"loss_{n}"]) for n, run in summary.items() if not run["diverged"] for r in rows if r[f"loss_{n}"]]
+    if trained:
+        loss_ax.set_ylim(min(trained) / 2, max(trained) * 100)
+    loss_ax.set(yscale="log", xlabel="step", ylabel="training MSE", title="Loss")
     norm_ax.set(yscale="log", xlabel="step", ylabel="global gradient norm before clipping", title="Gradient norm")
     loss_ax.legend()
     norm_ax.legend()
@@ -113,7 +118,7 @@ def run_report(params_file: str | Path = "params.yaml") -> dict:
 
     figures = {"adding_mse.png": adding_figure(adding, baseline, p["lengths"], p["solved_mse"]),
                "gradient_profile.png": profile_figure(prof, length),
-               "exploding.png": exploding_figure(Path("metrics/gradients_exploding.csv"))}
+               "exploding.png": exploding_figure(Path("metrics/gradients_exploding.csv"), exploding)}
     for name, fig in figures.items():
         save_figure(fig, FIGURES / name)
 
@@ -131,9 +136,9 @@ def run_report(params_file: str | Path = "params.yaml") -> dict:
 def markdown(adding: dict, baseline: dict, exploding: dict, profile: dict, p: dict, length: int) -> str:
     cells = list(adding)
     lines = ["# Gradient lab", "",
-             f"Adding problem, test MSE on {p['eval_size']} fresh sequences (solved below {p['solved_mse']:g}; "
-             f"at most {p['max_steps']} steps of batch {p['batch_size']}, hidden {p['hidden_size']}; "
-             "steps used in brackets).", "",
+             f"Adding problem, test MSE on {p['eval_size']} fresh sequences after at most {p['max_steps']} steps "
+             f"of batch {p['batch_size']} (hidden {p['hidden_size']}; a run stops early once validation MSE is "
+             f"below {p['solved_mse']:g} or stops improving; steps used in brackets).", "",
              "| T | " + " | ".join(cells) + " | predict 1.0 |", "|---|" + "---|" * (len(cells) + 1)]
     for n in p["lengths"]:
         cells_md = [f"{adding[c][f'T{n}']['test_mse']:.4f} ({adding[c][f'T{n}']['steps']})" for c in cells]

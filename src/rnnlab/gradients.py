@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import lightning as L
@@ -65,20 +67,35 @@ def adding_model(cell: str, p: dict) -> SequenceRegressor:
 
 
 def adding(cell: str, length: int, p: dict, logger: MLFlowLogger | bool = False) -> tuple[SequenceRegressor, dict]:
-    """Train one cell at one sequence length; stop early once the validation MSE counts as solved."""
+    """Train one cell at one sequence length with the budget every cell gets.
+
+    At most max_steps batches; a run stops early once validation MSE is below solved_mse (nothing left
+    to learn) or has not improved by min_delta for `patience` validations (stuck on the trivial answer).
+    """
     L.seed_everything(p["seed"], verbose=False)
     model = adding_model(cell, p)
     steps, batch = p["max_steps"], p["batch_size"]
     train = TensorDataset(*adding_problem(steps * batch, length, seed=p["seed"] + 1))
     val = TensorDataset(*adding_problem(p["eval_size"], length, seed=p["seed"] + 2))
     test = TensorDataset(*adding_problem(p["eval_size"], length, seed=p["seed"] + 3))
-    # the same budget for every cell: at most max_steps batches; a solved run has nothing left to learn
-    solved = EarlyStopping("val_mse", stopping_threshold=p["solved_mse"], patience=steps, check_on_train_epoch_end=False)
+    stop = EarlyStopping("val_mse", stopping_threshold=p["solved_mse"], patience=p["patience"],
+                         min_delta=p["min_delta"], check_on_train_epoch_end=False)
     trainer = quiet_trainer(max_steps=steps, val_check_interval=p["val_every"], num_sanity_val_steps=0,
-                            gradient_clip_val=p["clip"], logger=logger, callbacks=[solved])
+                            gradient_clip_val=p["clip"], logger=logger, callbacks=[stop])
     trainer.fit(model, DataLoader(train, batch_size=batch), DataLoader(val, batch_size=len(val)))
     scores = trainer.test(model, DataLoader(test, batch_size=len(test)), verbose=False)[0]
     return model, {"test_mse": round(scores["test_mse"], 6), "steps": trainer.global_step}
+
+
+def adding_job(cell: str, length: int, p: dict, out: Path) -> dict:
+    """One (cell, length) run in a worker process: its own MLflow run, its model saved under `out`."""
+    logger = mlflow_logger(f"adding-{cell}-T{length}", cell=cell, experiment="adding", dvc_stage=f"adding@{cell}")
+    logger.log_hyperparams({**p, "lr": p["lr"][cell], "cell": cell, "length": length})
+    with ends_run(logger.experiment, logger.run_id):
+        model, result = adding(cell, length, p, logger)
+    torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, out / f"T{length}.pt")
+    print(f"adding {cell} T={length}: test MSE {result['test_mse']:.4f} after {result['steps']} steps", flush=True)
+    return result
 
 
 def run_adding(cell: str, params_file: str | Path = "params.yaml") -> dict:
@@ -86,16 +103,19 @@ def run_adding(cell: str, params_file: str | Path = "params.yaml") -> dict:
     p = params(params_file, "adding")
     if cell not in p["lr"]:
         raise RnnlabError(f"{params_file}: no gradients.adding.lr.{cell}; cells with a rate: {', '.join(p['lr'])}")
-    results = {}
+    # create (and migrate) the store and experiment here: two workers doing it at once race on SQLite
+    MLFlowLogger(experiment_name=EXPERIMENT, tracking_uri=tracking_uri()).experiment_id  # noqa: B018
+    lengths = sorted(p["lengths"], reverse=True)  # longest first: the slowest job should not start last
     with atomic_path(ADDING_DIR / f"adding_{cell}", is_dir=True) as out:
-        for length in p["lengths"]:
-            logger = mlflow_logger(f"adding-{cell}-T{length}", cell=cell, experiment="adding", dvc_stage=f"adding@{cell}")
-            logger.log_hyperparams({**p, "lr": p["lr"][cell], "cell": cell, "length": length})
-            with ends_run(logger.experiment, logger.run_id):
-                model, results[f"T{length}"] = adding(cell, length, p, logger)
-            torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, out / f"T{length}.pt")
-            print(f"adding {cell} T={length}: test MSE {results[f'T{length}']['test_mse']:.4f} "
-                  f"after {results[f'T{length}']['steps']} steps")
+        if p["workers"] == 1:
+            done = {n: adding_job(cell, n, p, out) for n in lengths}
+        else:
+            # small matrices gain little from a second thread, a second worker process gains 2x
+            with ProcessPoolExecutor(p["workers"], mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                jobs = {n: pool.submit(adding_job, cell, n, p, out) for n in lengths}
+                done = {n: job.result() for n, job in jobs.items()}
+        results = {f"T{n}": done[n] for n in p["lengths"]}
         write_json(out / "results.json", results)
     return results
 
