@@ -78,7 +78,8 @@ def exploding_figure(curves_csv: Path, summary: dict):
         loss_ax.plot(steps, [float(r[f"loss_{name}"]) for r in rows if r[f"loss_{name}"]], label=label)
         norm_ax.plot(steps, [float(r[f"grad_norm_{name}"]) for r in rows if r[f"grad_norm_{name}"]], label=label)
     # the diverging loss reaches 1e30 and more: keep the axis on the scale of the runs that trained
-    trained = [float(r[f"loss_{n}"]) for n, run in summary.items() if not run["diverged"] for r in rows if r[f"loss_{n}"]]
+    trained = [float(r[f"loss_{n}"]) for n, run in summary.items() if not run["diverged"]
+               for r in rows if r[f"loss_{n}"]]
     if trained:
         loss_ax.set_ylim(min(trained) / 2, max(trained) * 100)
     loss_ax.set(yscale="log", xlabel="step", ylabel="training MSE", title="Loss")
@@ -108,7 +109,8 @@ def run_report(params_file: str | Path = "params.yaml") -> dict:
     write_json("metrics/gradients.json", metrics)
     write_text("metrics/gradients_adding.csv",
                table(["T", *p["cells"], "baseline"],
-                     [[n, *(adding[c][f"T{n}"]["test_mse"] for c in p["cells"]), baseline[f"T{n}"]] for n in p["lengths"]]))
+                     [[n, *(adding[c][f"T{n}"]["test_mse"] for c in p["cells"]), baseline[f"T{n}"]]
+                      for n in p["lengths"]]))
     # log10, since the norms span twenty orders of magnitude and DVC's templates have linear axes
     write_text("metrics/gradients_profile.csv",
                table(["step", *(f"log10_{k}" for k in prof)],
@@ -146,8 +148,10 @@ def markdown(adding: dict, baseline: dict, exploding: dict, profile: dict, p: di
     lines += ["", "Exploding gradients (relu RNN, SGD, recurrent spectral radius above 1):", "",
               "| run | diverged | steps trained | max gradient norm | final loss |", "|---|---|---|---|---|"]
     for name, r in exploding.items():
-        lines.append(f"| {name} | {r['diverged']} | {r['steps_trained']} | {r['max_grad_norm']:.4g} | {r['final_loss']:.4g} |")
-    lines += ["", f"Gradient profile over T={length} steps: ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ and recurrent spectral radius per gate:",
+        lines.append(f"| {name} | {r['diverged']} | {r['steps_trained']} | {r['max_grad_norm']:.4g} "
+                     f"| {r['final_loss']:.4g} |")
+    lines += ["", f"Gradient profile over T={length} steps: ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖, and the recurrent "
+              "spectral radius per gate:",
               "", "| model | first / last | spectral radius |", "|---|---|---|"]
     for key, v in profile.items():
         radius = ", ".join(f"{g} {r:.2f}" for g, r in v["spectral_radius"].items())

@@ -150,7 +150,7 @@ def exploding(clip: float | None, steps: int = 300, seq_len: int = 50, hidden_si
     x, y = adding_problem(steps * 64, seq_len, seed=seed + 1)
     recorder = CurveRecorder()
     trainer = quiet_trainer(max_steps=steps, gradient_clip_val=clip, logger=logger, log_every_n_steps=1,
-                            callbacks=[GradientNormMonitor(every_n_steps=1), recorder])
+                            limit_val_batches=0, callbacks=[GradientNormMonitor(every_n_steps=1), recorder])
     diverged = None
     try:
         trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=64))
@@ -162,7 +162,7 @@ def exploding(clip: float | None, steps: int = 300, seq_len: int = 50, hidden_si
 
 def run_exploding(params_file: str | Path = "params.yaml", out_csv: str | Path = "metrics/gradients_exploding.csv",
                   out_json: str | Path = ADDING_DIR / "exploding.json") -> dict:
-    """DVC stage `exploding`: the same relu RNN without and with clipping, loss and gradient-norm curves side by side."""
+    """DVC stage `exploding`: the same relu RNN without and with clipping; loss and gradient-norm curves."""
     p = params(params_file, "exploding")
     runs = {}
     for clip in (None, p["clip"]):
@@ -177,8 +177,9 @@ def run_exploding(params_file: str | Path = "params.yaml", out_csv: str | Path =
             logger.experiment.set_tag(logger.run_id, "diverged", run["reason"])
             logger.experiment.set_terminated(logger.run_id, "FAILED")
         runs[name] = run
-        print(f"exploding, {name}: " + (f"diverged ({run['reason']})" if run["diverged"]
-                                        else f"trained {run['steps_trained']} steps, final loss {run['curve'][-1]['loss']:.4f}"))
+        outcome = (f"diverged ({run['reason']})" if run["diverged"]
+                   else f"trained {run['steps_trained']} steps, final loss {run['curve'][-1]['loss']:.4f}")
+        print(f"exploding, {name}: {outcome}")
     write_text(out_csv, exploding_csv(runs))
     summary = {name: {"diverged": r["diverged"], "steps_trained": r["steps_trained"],
                       # the step that diverged may have an infinite norm, which JSON cannot hold
@@ -204,7 +205,7 @@ def exploding_csv(runs: dict) -> str:
 # --- gradient profile -------------------------------------------------------------------------------
 
 def profiles(cells: list[str], length: int, p: dict) -> dict:
-    """‖∂L/∂h_t‖ over an adding-problem sequence, for each cell freshly initialised and after training at `length`.
+    """‖∂L/∂h_t‖ over an adding-problem sequence, per cell, freshly initialised and trained at `length`.
 
     L is the trained readout (the model's linear head) applied to the last state.
     """
