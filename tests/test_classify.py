@@ -201,3 +201,12 @@ def test_a_checkpoint_must_fit_the_processed_data(trained, project):
     changed = {**dm.model_kwargs(), "vocab": dm.model_kwargs()["vocab"][:-1] + ["zebra"]}
     with pytest.raises(RnnlabError, match="its vocab differs from that of .*sentiment: the data changed"):
         check_fits(model, changed, path, dm.processed_dir)
+
+
+def test_what_the_checkpoint_carries_must_match_the_model():
+    from rnnlab.shapes.one_to_one import BagClassifier
+
+    with pytest.raises(RnnlabError, match="module.labels holds 3 entries, the model 2"):
+        BagClassifier(2, vocab_size=5, labels=["a", "b", "c"])
+    with pytest.raises(RnnlabError, match="module.standardise.std holds 1 entries, the model 2"):
+        BagClassifier(2, input_size=2, standardise={"mean": [0.0, 0.0], "std": [1.0]})
