@@ -16,7 +16,7 @@ def test_fast_dev_run_from_the_real_config(processed, tmp_path, model, impl):
     cfg = compose(f"model={model}", f"model.impl={impl}", "experiment=smoke", "trainer.fast_dev_run=true",
                   f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
-    module = instantiate(cfg.module, chars=list(dm.vocab.chars), **cfg.model)
+    module = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
     assert trainer.state.finished
@@ -36,13 +36,13 @@ def test_train_tracks_everything_in_mlflow(processed, workdir):
     assert run.data.params["model/cell"] == "gru" and run.data.params["data/seq_len"] == "32"
     assert {"test_bpc", "test_perplexity", "val_bpc", "val_loss", "train_loss_epoch", "grad_norm_before_clip",
             "grad_norm_after_clip", "grad_clipped"} <= set(run.data.metrics)
-    assert run.data.tags["task"] == "charlm" and run.data.tags["cell"] == "gru"
+    assert run.data.tags["task"] == "charlm" and run.data.tags["cell"] == "gru" and run.data.tags["role"] == "model"
     assert run.data.tags["git_commit"] and run.data.tags["data_version"] == "untracked"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "sample.txt", "checkpoints"} <= artifacts
 
     out = workdir / "out"
-    assert json.loads((out / "model" / "run.json").read_text())["run_id"] == run.info.run_id
+    assert json.loads((out / "model" / "run.json").read_text())["runs"] == {"model": run.info.run_id}
     metrics = json.loads((out / "metrics" / "charlm.json").read_text())
     assert set(metrics["test"]) == {"bpc", "perplexity"}
     assert metrics["test"]["perplexity"] == pytest.approx(2 ** metrics["test"]["bpc"], rel=1e-3)

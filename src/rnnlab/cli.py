@@ -1,4 +1,4 @@
-"""The `rnnlab` command: pull, preprocess, train, evaluate, generate."""
+"""The `rnnlab` command: pull, preprocess, train, evaluate, generate, predict."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   train [OVERRIDES]         fit a model; Hydra overrides, e.g. model=gru trainer.max_epochs=1, -m for sweeps
   evaluate [OVERRIDES]      score the pipeline's model on the test split (DVC stage)
   generate [--prompt ...]   sample text from a trained character model
+  predict TASK INPUT        classify one raw input: sentiment TEXT | surname NAME | speaker FILE.csv
   gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
   gradients report          gradient lab metrics, plots and figures (DVC stage)
@@ -69,10 +70,25 @@ def generate(args: list[str]) -> None:
         parser.error(f"--length must be >= 0, got {opts.length}")
     if opts.temperature < 0:
         parser.error(f"--temperature must be >= 0, got {opts.temperature}")
-    from rnnlab.evaluate import load_checkpoint
+    from rnnlab.checkpoint import load_checkpoint
 
-    model = load_checkpoint(opts.checkpoint)
+    model = load_checkpoint(opts.checkpoint, kinds=("CharLanguageModel",))
     print(model.generate(opts.prompt, opts.length, opts.temperature, seed=opts.seed))
+
+
+def predict(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab predict", description="Classify one raw input with a trained model.")
+    parser.add_argument("task", help="sentiment | surname | speaker")
+    parser.add_argument("input", help="the text, the surname, or a CSV file of frames x 12 values (speaker)")
+    parser.add_argument("--checkpoint", help="default: the pipeline's models/TASK/model.ckpt")
+    parser.add_argument("--top-k", type=int, default=None, help="labels to print (default: 3 for surname, else 1)")
+    opts = parser.parse_args(args)
+    from rnnlab.predict import predict as classify
+
+    top_k = opts.top_k if opts.top_k is not None else 3 if opts.task == "surname" else 1
+    checkpoint = opts.checkpoint or f"models/{opts.task}/model.ckpt"
+    for label, probability in classify(opts.task, opts.input, checkpoint, top_k):
+        print(f"{label} {probability:.3f}")
 
 
 def gradients(args: list[str]) -> None:
@@ -110,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
             run_hydra(command, rest)
         elif command == "generate":
             generate(rest)
+        elif command == "predict":
+            predict(rest)
         elif command == "gradients":
             gradients(rest)
         elif command in ("pull", "preprocess"):

@@ -1,43 +1,72 @@
-"""Test-split metrics, a generated sample, and their record in MLflow and in the pipeline's files."""
+"""Score the trained models of a task on the test (and validation) split; record the scores in
+metrics/<task>.json, the reports, and the MLflow runs that trained the models.
+
+A character language model: bits per character and perplexity, and a generated sample. A classifier:
+accuracy, macro-F1 and per-class precision/recall of the recurrent model, the same headline scores of its
+one-to-one baseline and the majority-class accuracy, a confusion CSV and the misclassified test rows.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from pathlib import Path
 
-import lightning as L
 import mlflow
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_f1_score,
+                                                    multiclass_precision, multiclass_recall)
 
 from rnnlab import RnnlabError
+from rnnlab.checkpoint import check_fits, load_checkpoint
 from rnnlab.io import write_json, write_text
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.tracking import load_run_ref
 
 
-def load_checkpoint(path: str | Path) -> CharLanguageModel:
-    path = Path(path)
-    if not path.is_file():
-        raise RnnlabError(f"checkpoint not found: {path} (train first: dvc repro, or pass --checkpoint)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        hparams = ckpt["hyper_parameters"]
-        model = CharLanguageModel(**{k: v for k, v in hparams.items() if not k.startswith("_")})
-        model.load_state_dict(ckpt["state_dict"])
-    except RnnlabError:
-        raise
-    except Exception as e:  # a truncated, foreign or tampered file: say which one
-        raise RnnlabError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from e
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-
-
-def evaluate(model: CharLanguageModel, cfg: DictConfig, run_id: str | None = None) -> dict:
+def run_evaluate(cfg: DictConfig) -> dict:
+    """The pipeline's evaluate stage: score the trained models and add the scores to their MLflow runs."""
+    model_dir = Path(cfg.paths.model_dir)
     dm = instantiate(cfg.data)
-    if tuple(dm.vocab.chars) != model.vocab.chars:
-        raise RnnlabError(f"the checkpoint's vocabulary differs from {dm.processed_dir}/vocab.json: "
-                          "the data changed since training, retrain the model")
+    roles = ("model", "baseline") if cfg.get("baseline") else ("model",)
+    models = {}
+    for role in roles:
+        path = model_dir / f"{role}.ckpt"
+        models[role] = load_checkpoint(path, task=cfg.task_name)
+        check_fits(models[role], dm.model_kwargs(), path, dm.processed_dir)
+    runs = (load_run_ref(model_dir / "run.json") or {}).get("runs", {})
+    client = mlflow.MlflowClient(cfg.logger.tracking_uri)
+    if isinstance(models["model"], CharLanguageModel):
+        scores = score_language_model(models["model"], dm, cfg, runs.get("model"), client)
+    else:
+        scores = score_classifiers(models, dm, cfg, runs, client)
+    write_json(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}.json", scores)
+    flat = flatten(scores)
+    if runs.get("model"):
+        for name, value in flat.items():
+            client.log_metric(runs["model"], name, value)
+    for name, value in flat.items():
+        print(f"{name} {value:.4f}")
+    if not all(math.isfinite(v) for v in flat.values()):
+        raise RnnlabError(f"non-finite scores {scores}: the model in {model_dir} diverged")
+    return scores
+
+
+def flatten(scores: dict, prefix: str = "") -> dict[str, float]:
+    """{"test": {"accuracy": 0.9}} -> {"test_accuracy": 0.9}: MLflow metric names."""
+    flat = {}
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}_"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def score_language_model(model: CharLanguageModel, dm, cfg: DictConfig, run_id: str | None, client) -> dict:
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
                           enable_progress_bar=False, enable_model_summary=False)
     scores = {}
@@ -46,27 +75,67 @@ def evaluate(model: CharLanguageModel, cfg: DictConfig, run_id: str | None = Non
         bpc = float(result[f"{split}_bpc"])
         scores[split] = {"bpc": round(bpc, 4), "perplexity": round(2**bpc, 4)}
     sample = model.generate(cfg.sample.prompt, cfg.sample.length, cfg.sample.temperature, seed=cfg.seed)
-
-    task = cfg.task_name
-    write_json(Path(cfg.paths.metrics_dir) / f"{task}.json", scores)
-    write_text(Path(cfg.paths.reports_dir) / f"{task}_sample.txt", sample + "\n")
+    write_text(Path(cfg.paths.reports_dir) / f"{cfg.task_name}_sample.txt", sample + "\n")
     if run_id:
-        client = mlflow.MlflowClient(cfg.logger.tracking_uri)
-        for split, values in scores.items():
-            for name, value in values.items():
-                client.log_metric(run_id, f"{split}_{name}", value)
         client.log_text(run_id, sample, "sample.txt")
     return scores
 
 
-def run_evaluate(cfg: DictConfig) -> dict:
-    """The pipeline's evaluate stage: score the trained model and add the scores to its MLflow run."""
-    model_dir = Path(cfg.paths.model_dir)
-    model = load_checkpoint(model_dir / "model.ckpt")
-    ref = load_run_ref(model_dir / "run.json")
-    scores = evaluate(model, cfg, run_id=ref["run_id"] if ref else None)
-    for split, values in scores.items():
-        print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-    if not all(math.isfinite(v) for values in scores.values() for v in values.values()):
-        raise RnnlabError(f"non-finite scores {scores}: the model in {model_dir} diverged")
+@torch.inference_mode()
+def predict_proba(model, loader) -> torch.Tensor:
+    """Class probabilities (N, classes) of every row the loader serves, in its order."""
+    return torch.cat([model.predict_step((inputs.to(model.device), lengths), i).float().cpu()
+                      for i, (inputs, lengths, _) in enumerate(loader)])
+
+
+def classification_scores(probs: torch.Tensor, target: torch.Tensor, labels: list[str] | None = None) -> dict:
+    """Accuracy (the fraction right), macro-F1 and, with `labels`, each class's precision and recall."""
+    k, preds = probs.size(1), probs.argmax(1)
+    scores = {"accuracy": multiclass_accuracy(preds, target, k, average="micro"),
+              "macro_f1": multiclass_f1_score(preds, target, k, average="macro")}
+    scores = {name: round(float(value), 4) for name, value in scores.items()}
+    if labels is not None:
+        precision = multiclass_precision(preds, target, k, average=None)
+        recall = multiclass_recall(preds, target, k, average=None)
+        scores["per_class"] = {label: {"precision": round(float(p), 4), "recall": round(float(r), 4)}
+                               for label, p, r in zip(labels, precision, recall)}
     return scores
+
+
+def score_classifiers(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
+    labels = dm.labels
+    target = {split: torch.tensor(dm.splits[split]["label"]) for split in ("validation", "test")}
+    probs = predict_proba(models["model"], dm.test_dataloader())
+    bag = classification_scores(predict_proba(models["baseline"], dm.test_dataloader()), target["test"])
+    majority = int(dm.counts.argmax())  # the most frequent class in train
+    scores = {
+        "test": classification_scores(probs, target["test"], labels),
+        "val": classification_scores(predict_proba(models["model"], dm.val_dataloader()), target["validation"]),
+        "baseline": {"bag": bag,
+                     "majority": {"accuracy": round(float((target["test"] == majority).float().mean()), 4)}},
+    }
+    task, reports = cfg.task_name, Path(cfg.paths.reports_dir)
+    confidence, preds = probs.max(1)
+    rows = [(labels[a], labels[p]) for a, p in zip(target["test"].tolist(), preds.tolist())]
+    confusion = table(["actual", "predicted"], rows)
+    # the most confident mistakes first: they show what the model gets systematically wrong
+    wrong = sorted(((c, shown, labels[a], labels[p]) for shown, a, p, c in zip(
+        dm.shown("test"), target["test"].tolist(), preds.tolist(), confidence.tolist()) if a != p), reverse=True)
+    errors = [(shown, actual, predicted, f"{c:.4f}") for c, shown, actual, predicted in wrong]
+    write_text(Path(cfg.paths.metrics_dir) / f"{task}_confusion.csv", confusion)
+    write_text(reports / f"{task}_errors.csv", table(["input", "actual", "predicted", "probability"], errors))
+    if runs.get("model"):
+        client.log_text(runs["model"], confusion, f"{task}_confusion.csv")
+        client.log_artifact(runs["model"], str(reports / f"{task}_errors.csv"))
+    if runs.get("baseline"):
+        for name, value in bag.items():
+            client.log_metric(runs["baseline"], f"test_{name}", value)
+    return scores
+
+
+def table(header: list[str], rows) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()

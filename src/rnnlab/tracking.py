@@ -59,8 +59,9 @@ def run_tags(task: str, cell: str, processed_dir: str | Path, stage: str | None 
     return tags
 
 
-def save_run_ref(path: Path, run_id: str, tracking_uri: str, experiment: str) -> None:
-    write_json(path, {"run_id": run_id, "tracking_uri": tracking_uri, "experiment": experiment})
+def save_run_refs(path: Path, run_ids: dict[str, str], tracking_uri: str, experiment: str) -> None:
+    """The MLflow runs of one training, by role ("model", "baseline"), for the evaluate stage to add to."""
+    write_json(path, {"runs": run_ids, "tracking_uri": tracking_uri, "experiment": experiment})
 
 
 def load_run_ref(path: Path) -> dict | None:

@@ -1,4 +1,9 @@
-"""Fit a task's model as the Hydra config says, track it in MLflow, keep the best checkpoint."""
+"""Fit a task's model as the Hydra config says, track it in MLflow, keep the best checkpoint.
+
+Every task trains its recurrent model (`module`, role "model"); a labelled task also trains its one-to-one
+`baseline` (role "baseline") on the same data: each is its own MLflow run in the experiment
+rnnlab-<task>, and its best checkpoint is kept as <model_dir>/<role>.ckpt.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +16,23 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.evaluate import evaluate, load_checkpoint
+from rnnlab.evaluate import run_evaluate
 from rnnlab.io import atomic_path, write_text
-from rnnlab.tracking import ends_run, run_tags, save_run_ref
+from rnnlab.tracking import ends_run, run_tags, save_run_refs
 
 
-def curves_csv(client, run_id: str) -> str:
+def curves_csv(client, run_id: str, val_metric: str) -> str:
     """One row per validation: the mean training loss since the previous one, and the validation scores."""
     train = client.get_metric_history(run_id, "train_loss_step")
-    val = {k: {m.step: m.value for m in client.get_metric_history(run_id, k)} for k in ("val_loss", "val_bpc")}
+    val = {k: {m.step: m.value for m in client.get_metric_history(run_id, k)} for k in ("val_loss", val_metric)}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["step", "train_loss", "val_loss", "val_bpc"])
+    writer.writerow(["step", "train_loss", "val_loss", val_metric])
     prev = -1
     for step in sorted(val["val_loss"]):
         window = [m.value for m in train if prev < m.step <= step]
         mean = sum(window) / len(window) if window else float("nan")
-        writer.writerow([step, f"{mean:.4f}", f"{val['val_loss'][step]:.4f}", f"{val['val_bpc'][step]:.4f}"])
+        writer.writerow([step, f"{mean:.4f}", f"{val['val_loss'][step]:.4f}", f"{val[val_metric][step]:.4f}"])
         prev = step
     return out.getvalue()
 
@@ -42,33 +47,43 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
     # plain containers in hparams keep checkpoints loadable with weights_only=True
-    model = instantiate(cfg.module, chars=list(dm.vocab.chars), _convert_="all", **cfg.model)
-    logger = instantiate(cfg.logger, tags=run_tags(cfg.task_name, cfg.model.cell, dm.processed_dir, cfg.stage))
+    roles = {"model": instantiate(cfg.module, **dm.model_kwargs(), **cfg.model, _convert_="all")}
+    if cfg.get("baseline"):  # the labelled tasks' one-to-one model (conf/task/)
+        roles["baseline"] = instantiate(cfg.baseline, **dm.model_kwargs(), _convert_="all")
+    model_dir = Path(cfg.paths.model_dir)
+    run_ids = {}
+    for role, module in roles.items():
+        L.seed_everything(cfg.seed, workers=True)  # each model's run is reproducible on its own
+        run_ids[role] = fit(cfg, dm, module, role)
+    save_run_refs(model_dir / "run.json", run_ids, cfg.logger.tracking_uri, cfg.logger.experiment_name)
+    return run_evaluate(cfg) if cfg.test else {}
+
+
+def fit(cfg: DictConfig, dm, module, role: str) -> str:
+    """Train `module`, copy its best checkpoint to <model_dir>/<role>.ckpt; returns its MLflow run id."""
+    cell = cfg.model.cell if role == "model" else type(module).__name__
+    tags = {**run_tags(cfg.task_name, cell, dm.processed_dir, cfg.stage), "role": role}
+    run_name = f"{cfg.task_name}-{cell}" if role == "model" else f"{cfg.task_name}-{role}"
+    logger = instantiate(cfg.logger, tags=tags, run_name=run_name)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]  # a null entry switches one off
+    for cb in callbacks:
+        if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint):
+            cb.dirpath = str(Path(cb.dirpath) / role)  # each role keeps its own best and last files
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
 
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     run_id, client = logger.run_id, logger.experiment
     with ends_run(client, run_id):
-        return fit_and_record(cfg, dm, model, trainer, run_id, client)
-
-
-def fit_and_record(cfg: DictConfig, dm, model, trainer, run_id: str, client) -> dict:
-    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    trainer.fit(model, datamodule=dm)
-
-    ckpt_cb = trainer.checkpoint_callback
-    best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
-    model_dir = Path(cfg.paths.model_dir)
-    with atomic_path(model_dir / "model.ckpt") as tmp:
-        shutil.copyfile(best, tmp)
-    save_run_ref(model_dir / "run.json", run_id, cfg.logger.tracking_uri, cfg.logger.experiment_name)
-    client.log_artifact(run_id, str(model_dir / "model.ckpt"), "checkpoints")
-    write_text(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}_curves.csv", curves_csv(client, run_id))
-    print(f"best checkpoint: {best} -> {model_dir / 'model.ckpt'} (MLflow run {run_id})")
-
-    if not cfg.test:
-        return {}
-    scores = evaluate(load_checkpoint(best), cfg, run_id=run_id)
-    print(f"test bpc {scores['test']['bpc']:.4f}, perplexity {scores['test']['perplexity']:.4f}")
-    return scores
+        client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        trainer.fit(module, datamodule=dm)
+        ckpt_cb = trainer.checkpoint_callback
+        best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+        target = Path(cfg.paths.model_dir) / f"{role}.ckpt"
+        with atomic_path(target) as tmp:
+            shutil.copyfile(best, tmp)
+        client.log_artifact(run_id, str(target), "checkpoints")
+        if role == "model":
+            write_text(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}_curves.csv",
+                       curves_csv(client, run_id, cfg.val_metric))
+    print(f"{role}: best checkpoint {best} -> {target} (MLflow run {run_id})")
+    return run_id

@@ -1,15 +1,21 @@
-"""Shared by the many-to-one datasets (one label per sequence): read the raw dataset, split it by class, save."""
+"""Shared by the many-to-one datasets (one label per sequence): read the raw dataset, split it by class, save;
+and serve the processed splits to a model (LabelledDataModule)."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
 import numpy as np
+import torch
 from datasets import Dataset, DatasetDict, load_from_disk
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from rnnlab import RnnlabError
+from rnnlab.data.padding import SEQUENCE_KEYS, collate
 from rnnlab.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
@@ -63,3 +69,90 @@ def save_splits(out_dir: Path, splits: dict[str, Dataset], **json_files) -> None
         DatasetDict(splits).save_to_disk(str(tmp))
         for name, obj in json_files.items():
             write_json(tmp / f"{name}.json", obj)
+
+
+BALANCES = (None, "class_weights", "sampler")
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RnnlabError(f"cannot read {path}: {e}") from e
+
+
+class LabelledDataModule(L.LightningDataModule):
+    """data/processed/TASK as padded batches `(inputs, lengths, labels)`: token ids (sentiment, surname) or
+    standardised frames (speaker). `balance`: null (as sampled), class_weights (inverse class frequency in
+    the loss) or sampler (batches drawn with every class equally likely)."""
+
+    def __init__(self, task: str, processed_dir: str, batch_size: int = 32, eval_batch_size: int = 256,
+                 balance: str | None = None):
+        super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise RnnlabError(f"data.{key} must be a positive integer, got {value!r}")
+        if balance not in BALANCES:
+            raise RnnlabError(f"data.balance must be null, class_weights or sampler, got {balance!r}")
+        self.task, self.processed_dir = task, Path(processed_dir)
+        self.batch_size, self.eval_batch_size, self.balance = batch_size, eval_batch_size, balance
+        try:
+            splits = load_from_disk(str(self.processed_dir))
+        except (FileNotFoundError, ValueError) as e:
+            raise RnnlabError(f"cannot read the processed data at {self.processed_dir} "
+                              f"(run `rnnlab preprocess {task}` or dvc repro): {e}") from e
+        missing = [s for s in SPLITS if s not in splits]
+        kinds = [k for k in SEQUENCE_KEYS if k in splits[SPLITS[0]].column_names] if not missing else []
+        if missing or len(kinds) != 1:
+            raise RnnlabError(f"{self.processed_dir}: expected splits {', '.join(SPLITS)} with a tokens or "
+                              f"frames column; found {dict(splits.column_names)}")
+        self.kind = kinds[0]
+        self.splits = splits
+        self.labels = read_json(self.processed_dir / "labels.json")
+        # converted once: a tensor per sequence is what collate pads, and far faster than row-wise arrow reads
+        self.data = {split: list(zip((torch.tensor(x) for x in splits[split][self.kind]), splits[split]["label"]))
+                     for split in SPLITS}
+        self.counts = np.bincount(splits["train"]["label"], minlength=len(self.labels))
+        if (self.counts == 0).any():
+            raise RnnlabError(f"{self.processed_dir}: no training rows for class "
+                              f"{self.labels[int(np.argmin(self.counts))]!r}")
+
+    def model_kwargs(self) -> dict:
+        """What the model takes from the data, and what turns raw input into tensors again (plain lists:
+        checkpoints load with weights_only=True)."""
+        kwargs = {"task": self.task, "num_classes": len(self.labels), "labels": list(self.labels)}
+        if self.kind == "tokens":
+            vocab = read_json(self.processed_dir / "vocab.json")["tokens"]
+            kwargs.update(vocab_size=len(vocab), vocab=vocab)
+        else:
+            scale = read_json(self.processed_dir / "standardise.json")
+            kwargs.update(input_size=len(scale["mean"]), standardise={"mean": scale["mean"], "std": scale["std"]})
+        if self.balance == "class_weights":
+            # inverse frequency, scaled so that a balanced training set gets weight 1 everywhere
+            kwargs["class_weights"] = (self.counts.sum() / (len(self.counts) * self.counts)).tolist()
+        return kwargs
+
+    def shown(self, split: str) -> list[str]:
+        """Each row of `split` as a person reads it: the text, the name, or its number of frames."""
+        columns = self.splits[split].column_names
+        for column in ("text", "name"):
+            if column in columns:
+                return list(self.splits[split][column])
+        return [f"{len(x)} frames" for x, _ in self.data[split]]
+
+    def train_dataloader(self):
+        if self.balance != "sampler":
+            return DataLoader(self.data["train"], self.batch_size, shuffle=True, collate_fn=collate)
+        weights = [1.0 / self.counts[label] for _, label in self.data["train"]]
+        sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True)
+        return DataLoader(self.data["train"], self.batch_size, sampler=sampler, collate_fn=collate)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        # in row order: predictions line up with the rows of the split
+        return DataLoader(self.data[split], self.eval_batch_size, shuffle=False, collate_fn=collate)
+
+    def val_dataloader(self):
+        return self._eval_loader("validation")
+
+    def test_dataloader(self):
+        return self._eval_loader("test")

@@ -47,6 +47,10 @@ class CharStreamDataModule(L.LightningDataModule):
         self.batch_size, self.seq_len, self.eval_batch_size = batch_size, seq_len, eval_batch_size
         self.vocab = CharVocab.load(self.processed_dir / "vocab.json")
 
+    def model_kwargs(self) -> dict:
+        """What the model takes from the data (plain lists: checkpoints load with weights_only=True)."""
+        return {"chars": list(self.vocab.chars)}
+
     def _loader(self, split: str, batch_size: int) -> DataLoader:
         windows = StreamWindows(load_split(self.processed_dir, split), batch_size, self.seq_len)
         # batch_size=None: each item already is a whole (streams x seq_len) batch, served in order

@@ -18,6 +18,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab import RnnlabError
+from rnnlab.checkpoint import RecordsClass
 
 
 def check_input_kind(vocab_size: int | None, input_size: int | None) -> None:
@@ -50,11 +51,24 @@ def valid_steps(lengths: torch.Tensor, steps: int, device) -> torch.Tensor:
     return torch.arange(steps, device=device)[None] < lengths.to(device)[:, None]
 
 
-class SequenceClassifierBase(L.LightningModule):
-    def __init__(self, num_classes: int, class_weights: list[float] | None, lr: float, weight_decay: float):
+class SequenceClassifierBase(RecordsClass, L.LightningModule):
+    """`task`, `labels`, `vocab` (every token, by id) and `standardise` ({"mean": [...], "std": [...]} per
+    channel) are what turns raw input into tensors and a class id back into a name: kept as plain lists in
+    the hyperparameters, so a checkpoint alone serves `rnnlab predict` and loads with weights_only=True."""
+
+    def __init__(self, num_classes: int, vocab_size: int | None, input_size: int | None,
+                 class_weights: list[float] | None, lr: float, weight_decay: float, task: str | None = None,
+                 labels: list[str] | None = None, vocab: list[str] | None = None,
+                 standardise: dict[str, list[float]] | None = None):
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 2:
             raise RnnlabError(f"model.num_classes must be an integer >= 2, got {num_classes!r}")
+        check_input_kind(vocab_size, input_size)
+        for key, value, size in (("labels", labels, num_classes), ("vocab", vocab, vocab_size),
+                                 ("standardise.mean", (standardise or {}).get("mean"), input_size),
+                                 ("standardise.std", (standardise or {}).get("std"), input_size)):
+            if value is not None and len(value) != size:
+                raise RnnlabError(f"module.{key} holds {len(value)} entries, the model {size}")
         if lr <= 0:
             raise RnnlabError(f"module.lr must be positive, got {lr!r}")
         if weight_decay < 0:

@@ -11,11 +11,12 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from rnnlab import RnnlabError
+from rnnlab.checkpoint import RecordsClass
 from rnnlab.data.vocab import CharVocab
 from rnnlab.recurrent import detach_state, make_rnn
 
 
-class CharLanguageModel(L.LightningModule):
+class CharLanguageModel(RecordsClass, L.LightningModule):
     def __init__(self, chars: list[str], cell: str = "lstm", embedding_dim: int = 64, hidden_size: int = 256,
                  num_layers: int = 2, dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
                  impl: str = "torch", lr: float = 2e-3, weight_decay: float = 0.01, scheduler: str = "cosine"):

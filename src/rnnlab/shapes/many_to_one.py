@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import RnnlabError
 from rnnlab.recurrent import make_rnn
-from rnnlab.shapes.classification import (SequenceClassifierBase, check_input_kind, check_inputs, check_sizes,
+from rnnlab.shapes.classification import (SequenceClassifierBase, check_inputs, check_sizes,
                                           valid_steps)
 
 POOLINGS = ("last", "mean", "max", "attention")
@@ -94,9 +94,11 @@ class SequenceClassifier(SequenceClassifierBase):
                  embedding_dim: int = 64, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
                  dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
                  pooling: str = "last", attention_dim: int = 64, impl: str = "torch",
-                 class_weights: list[float] | None = None, lr: float = 1e-3, weight_decay: float = 0.01):
-        super().__init__(num_classes, class_weights, lr, weight_decay)
-        check_input_kind(vocab_size, input_size)
+                 class_weights: list[float] | None = None, lr: float = 1e-3, weight_decay: float = 0.01,
+                 task: str | None = None, labels: list[str] | None = None, vocab: list[str] | None = None,
+                 standardise: dict[str, list[float]] | None = None):
+        super().__init__(num_classes, vocab_size, input_size, class_weights, lr, weight_decay, task, labels, vocab,
+                         standardise)
         # the RNN's own checks would name these its input_size and hidden_size
         check_sizes(embedding_dim=embedding_dim, attention_dim=attention_dim)
         if pooling not in POOLINGS:
