@@ -20,14 +20,21 @@ def torch_module(mode, nonlinearity, **kwargs):
     return cls(batch_first=True, **kwargs, **extra)
 
 
-@pytest.mark.parametrize("kind, layers, bidirectional", list(itertools.product(KINDS, (1, 2), (False, True))))
-def test_scratch_matches_torch_outputs_states_and_gradients(kind, layers, bidirectional):
+def twins(kind, layers: int, bidirectional: bool):
+    """A torch module and a ScratchRNN in float64 with the same weights."""
     mode, nonlinearity = kind
     torch.manual_seed(0)
     sizes = dict(input_size=5, hidden_size=6, num_layers=layers, bidirectional=bidirectional)
     reference = torch_module(mode, nonlinearity, **sizes).double()
     scratch = ScratchRNN(mode, nonlinearity=nonlinearity or "tanh", **sizes).double()
     scratch.load_state_dict(reference.state_dict())  # strict: names and shapes must agree
+    return reference, scratch
+
+
+@pytest.mark.parametrize("kind, layers, bidirectional", list(itertools.product(KINDS, (1, 2), (False, True))))
+def test_scratch_matches_torch_outputs_states_and_gradients(kind, layers, bidirectional):
+    mode = kind[0]
+    reference, scratch = twins(kind, layers, bidirectional)
 
     x = torch.randn(3, 9, 5, dtype=torch.float64)
     h0 = torch.randn(layers * (2 if bidirectional else 1), 3, 6, dtype=torch.float64)
@@ -56,12 +63,8 @@ def test_scratch_matches_torch_outputs_states_and_gradients(kind, layers, bidire
 
 @pytest.mark.parametrize("kind, layers, bidirectional", list(itertools.product(KINDS, (1, 2), (False, True))))
 def test_scratch_matches_torch_on_packed_sequences(kind, layers, bidirectional):
-    mode, nonlinearity = kind
-    torch.manual_seed(0)
-    sizes = dict(input_size=5, hidden_size=6, num_layers=layers, bidirectional=bidirectional)
-    reference = torch_module(mode, nonlinearity, **sizes).double()
-    scratch = ScratchRNN(mode, nonlinearity=nonlinearity or "tanh", **sizes).double()
-    scratch.load_state_dict(reference.state_dict())
+    mode = kind[0]
+    reference, scratch = twins(kind, layers, bidirectional)
 
     lengths = torch.tensor([4, 9, 1, 4])  # unsorted, with a tie and a single step
     x = torch.randn(4, 9, 5, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""The `rnnlab` command: pull, preprocess, train, evaluate, generate, predict."""
+"""The `rnnlab` command: pull, preprocess, train, evaluate, generate, predict, compare."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
   gradients report          gradient lab metrics, plots and figures (DVC stage)
+  compare TASK [--tag K=V]  the task's MLflow runs sorted by its metric, and a PNG of their val_loss curves
 """
 
 
@@ -110,6 +111,23 @@ def gradients(args: list[str]) -> None:
         gradient_report.run_report(opts.params)
 
 
+def compare(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab compare", description="Compare the MLflow runs of a task.")
+    parser.add_argument("task", help="charlm | sentiment | speaker | surname")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep runs with this tag, e.g. cell=lstm or role=model (repeatable)")
+    parser.add_argument("--metric", help="sort by this metric (default: test_bpc for charlm, else test_accuracy)")
+    parser.add_argument("--max-runs", type=int, default=20, help="rows in the table (default: %(default)s)")
+    parser.add_argument("--plot", help="the PNG of val_loss curves (default: reports/compare_TASK.png)")
+    parser.add_argument("--all", action="store_true", help="also failed, killed and running runs")
+    opts = parser.parse_args(args)
+    if opts.max_runs < 1:
+        parser.error(f"--max-runs must be >= 1, got {opts.max_runs}")
+    from rnnlab.compare import run_compare
+
+    run_compare(opts.task, opts.tag, opts.metric, opts.max_runs, opts.plot, opts.all)
+
+
 def fail(error: Exception) -> None:
     print(f"rnnlab: error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -130,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
             predict(rest)
         elif command == "gradients":
             gradients(rest)
+        elif command == "compare":
+            compare(rest)
         elif command in ("pull", "preprocess"):
             parser = OneLineParser(prog=f"rnnlab {command}")
             parser.add_argument("task")
