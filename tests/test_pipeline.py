@@ -1,6 +1,6 @@
 """The DVC pipeline end to end on the archive slices with the smoke experiments, in a scratch project.
 
-Only the tasks' stages run (TARGETS and what they depend on): the gradient lab has its own tests."""
+The tasks' stages (TARGETS and what they depend on) in one project, the gradient lab's section in another."""
 
 import json
 import os
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from conftest import slice_params, tree_copy
@@ -43,7 +44,7 @@ def write_params(root: Path, **train) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def test_dvc_pipeline_end_to_end(tmp_path):
+def scratch_project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     tree_copy(root, "conf", "src", "dvc.yaml", ".gitignore")
@@ -51,6 +52,11 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     sh(root, "git", "init", "-q")
     sh(root, "dvc", "init", "-q")
     sh(root, "dvc", "config", "core.analytics", "false")
+    return root
+
+
+def test_dvc_pipeline_end_to_end(tmp_path):
+    root = scratch_project(tmp_path)
 
     out = sh(root, "dvc", "repro", *TARGETS)
     assert stages_run(out) == TASK_STAGES
@@ -97,3 +103,18 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     latest = client.search_runs([run.info.experiment_id], order_by=["attributes.start_time DESC"])[0]
     assert (latest.data.params["model/cell"], latest.data.params["model/hidden_size"],
             latest.data.params["model/nonlinearity"]) == ("rnn", "24", "relu")
+
+
+@pytest.mark.slow  # seven stage processes (about a minute on a quiet machine): CI runs it with -m slow
+def test_gradient_lab_section(tmp_path):
+    root = scratch_project(tmp_path)  # slice_params shrinks the gradient lab to seconds
+    lab = {"adding@rnn", "adding@lstm", "adding@gru", "exploding", "gradients_report"}
+    assert stages_run(sh(root, "dvc", "repro", "gradients_report")) == lab
+    metrics = json.loads((root / "metrics" / "gradients.json").read_text())
+    assert set(metrics["adding"]) == {"rnn", "lstm", "gru"} and metrics["exploding"]["no_clip"]["diverged"]
+    assert stages_run(sh(root, "dvc", "repro", "gradients_report")) == set()
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["gradients"]["exploding"]["radius"] = 1.4
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stages_run(sh(root, "dvc", "repro", "gradients_report")) == {"exploding", "gradients_report"}

@@ -1,0 +1,121 @@
+"""Smoke test of benchmarks/bench_classify.py: its functions on tiny synthetic data and tiny checkpoints
+built in tmp_path (the real benchmark never runs in the test suite)."""
+
+import importlib.util
+import json
+import string
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from conftest import ROOT
+from rnnlab.checkpoint import CLASS_KEY
+from rnnlab.shapes.many_to_many import CharLanguageModel
+from rnnlab.shapes.many_to_one import SequenceClassifier
+
+TINY = dict(cell="gru", embedding_dim=8, hidden_size=8, num_layers=1, dropout=0.1, bidirectional=True,
+            pooling="max", batch_size=4)
+WORDS = ["good", "bad", "film", "plot", "the", "a"]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_classify", ROOT / "benchmarks" / "bench_classify.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_task(root, task: str, rng) -> None:
+    """A tiny data/processed/TASK: 24/6/6 rows of 2-9 steps, with labels.json and vocab.json/standardise.json."""
+    out = root / "data" / task
+    letters = list(string.ascii_lowercase)
+    vocab = ["<pad>", "<unk>"] + (WORDS if task == "sentiment" else letters)
+    splits = {}
+    for split, n in (("train", 24), ("validation", 6), ("test", 6)):
+        rows = {"label": rng.integers(0, 2, n).tolist()}
+        lengths = rng.integers(2, 10, n)
+        if task == "speaker":
+            rows["frames"] = [rng.normal(size=(k, 3)).astype(np.float32).tolist() for k in lengths]
+        else:
+            words = [[vocab[i] for i in rng.integers(2, len(vocab), k)] for k in lengths]
+            rows["tokens"] = [[vocab.index(w) for w in ws] for ws in words]
+            rows["text" if task == "sentiment" else "name"] = [(" " if task == "sentiment" else "").join(ws)
+                                                               for ws in words]
+        splits[split] = Dataset.from_dict(rows)
+    DatasetDict(splits).save_to_disk(str(out))
+    (out / "labels.json").write_text(json.dumps(["no", "yes"]))
+    if task == "speaker":
+        (out / "standardise.json").write_text(json.dumps({"mean": [0.0] * 3, "std": [1.0] * 3}))
+    else:
+        (out / "vocab.json").write_text(json.dumps({"tokens": vocab}))
+
+
+def save(model, path) -> None:
+    path.parent.mkdir(parents=True)
+    torch.save({CLASS_KEY: type(model).__name__, "hyper_parameters": dict(model.hparams),
+                "state_dict": model.state_dict()}, path)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(0)
+    for task in ("sentiment", "surname", "speaker"):
+        write_task(root, task, rng)
+        vocab = json.loads((root / "data" / task / "vocab.json").read_text())["tokens"] if task != "speaker" else None
+        kind = ({"input_size": 3, "standardise": {"mean": [0.0] * 3, "std": [1.0] * 3}} if task == "speaker"
+                else {"vocab_size": len(vocab), "vocab": vocab})
+        save(SequenceClassifier(num_classes=2, task=task, labels=["no", "yes"], embedding_dim=4, hidden_size=4,
+                                **kind), root / "models" / task / "model.ckpt")
+    save(CharLanguageModel(list("ROMEO: abc"), embedding_dim=4, hidden_size=4, num_layers=1, dropout=0.0),
+         root / "models" / "charlm" / "model.ckpt")
+    return root
+
+
+def test_batches_cover_every_row_once(bench):
+    lengths = list(np.random.default_rng(1).integers(1, 60, 1000))
+    for make in (bench.random_batches, bench.bucketed_batches):
+        batches = make(lengths, 32, seed=0)
+        assert sorted(i for b in batches for i in b) == list(range(1000))
+    # buckets hold similar lengths: far less padding than random batches
+    def padding(batches):
+        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
+    assert padding(bench.bucketed_batches(lengths, 32, 0)) < padding(bench.random_batches(lengths, 32, 0)) / 3
+
+
+def test_padded_classifier_runs_the_same_weights(bench):
+    kwargs = dict(num_classes=2, vocab_size=10, embedding_dim=4, hidden_size=4, dropout=0.0)
+    packed, padded = SequenceClassifier(**kwargs), bench.PaddedClassifier(**kwargs)
+    padded.load_state_dict(packed.state_dict())
+    inputs, lengths = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2])
+    # a full-length row sees no padding: the same logits; the shorter one differs (its state runs over the pad)
+    assert torch.allclose(packed(inputs, lengths)[0], padded(inputs, lengths)[0], atol=1e-6)
+    assert padded(inputs, lengths).shape == (2, 2)
+
+
+def test_variable_length_on_tiny_data(bench, tiny):
+    result = bench.variable_length("sentiment", tiny / "data" / "sentiment", steps=2, warmup=1, settings=TINY)
+    assert set(result["runs"]) == {"packed_random", "packed_bucketed", "padded_random", "padded_bucketed"}
+    for run in result["runs"].values():
+        assert run["steps_timed"] == 2 and run["steps_per_second"] > 0 and run["tokens_per_second"] > 0
+        assert 0 <= run["padding_fraction"] < 1
+    assert all(v > 0 for v in result["speedup"].values())
+
+
+def test_main_smoke_writes_json(bench, tiny, tmp_path, monkeypatch):
+    out = tmp_path / "bench_classify.json"
+    monkeypatch.setitem(bench.SETTINGS, "sentiment", TINY)
+    monkeypatch.setitem(bench.SETTINGS, "surname", {**TINY, "cell": "lstm", "pooling": "last", "bidirectional": False})
+    bench.main(["--smoke", "--data-dir", str(tiny / "data"), "--models-dir", str(tiny / "models"),
+                "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert {"cpu", "threads", "torch"} <= set(result["machine"])
+    assert set(result["variable_length"]["tasks"]) == {"sentiment", "surname"}
+    inference = result["inference"]
+    assert inference["generation"]["ms_per_char"] > 0
+    for task in ("sentiment", "surname", "speaker"):
+        assert 0 < inference["single"][task]["p50_ms"] <= inference["single"][task]["p95_ms"]
+        assert inference["batched"][task]["examples_per_second"] > 0
