@@ -31,28 +31,22 @@ def twins(kind, layers: int, bidirectional: bool):
     return reference, scratch
 
 
-@pytest.mark.parametrize("kind, layers, bidirectional", list(itertools.product(KINDS, (1, 2), (False, True))))
-def test_scratch_matches_torch_outputs_states_and_gradients(kind, layers, bidirectional):
-    mode = kind[0]
-    reference, scratch = twins(kind, layers, bidirectional)
+def forward_backward(module, x, state, mode: str, lengths=None):
+    """Output, final states, input gradient and parameter gradients of one weighted loss."""
+    inp = x.clone().requires_grad_()
+    seq = inp if lengths is None else pack_padded_sequence(inp, lengths, batch_first=True, enforce_sorted=False)
+    out, final = module(seq, state)
+    finals = final if mode == "lstm" else (final,)
+    # weight every output differently so each gradient path is exercised (.data: the packed values)
+    loss = (out.data * torch.linspace(-1, 1, out.data.numel(), dtype=x.dtype).view_as(out.data)).sum()
+    loss = loss + sum((f ** 2).sum() for f in finals)
+    module.zero_grad()
+    loss.backward()
+    return out, finals, inp.grad, {n: p.grad for n, p in module.named_parameters()}
 
-    x = torch.randn(3, 9, 5, dtype=torch.float64)
-    h0 = torch.randn(layers * (2 if bidirectional else 1), 3, 6, dtype=torch.float64)
-    state = (h0, torch.randn_like(h0)) if mode == "lstm" else h0
-    results = []
-    for module in (reference, scratch):
-        inp = x.clone().requires_grad_()
-        out, final = module(inp, state)
-        finals = final if mode == "lstm" else (final,)
-        # weight every output differently so each gradient path is exercised
-        loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum()
-        loss = loss + sum((f ** 2).sum() for f in finals)
-        module.zero_grad()
-        loss.backward()
-        results.append((out, finals, inp.grad, {n: p.grad for n, p in module.named_parameters()}))
 
-    (out_r, fin_r, gx_r, g_r), (out_s, fin_s, gx_s, g_s) = results
-    torch.testing.assert_close(out_s, out_r, atol=1e-5, rtol=0)
+def assert_same_states_and_gradients(scratch_result, reference_result):
+    (_, fin_s, gx_s, g_s), (_, fin_r, gx_r, g_r) = scratch_result, reference_result
     for a, b in zip(fin_s, fin_r):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     torch.testing.assert_close(gx_s, gx_r, atol=1e-5, rtol=0)
@@ -61,35 +55,33 @@ def test_scratch_matches_torch_outputs_states_and_gradients(kind, layers, bidire
         torch.testing.assert_close(g_s[name], g_r[name], atol=1e-5, rtol=0, msg=name)
 
 
+def random_input(batch: int, layers: int, bidirectional: bool, mode: str):
+    x = torch.randn(batch, 9, 5, dtype=torch.float64)
+    h0 = torch.randn(layers * (2 if bidirectional else 1), batch, 6, dtype=torch.float64)
+    return x, (h0, torch.randn_like(h0)) if mode == "lstm" else h0
+
+
+@pytest.mark.parametrize("kind, layers, bidirectional", list(itertools.product(KINDS, (1, 2), (False, True))))
+def test_scratch_matches_torch_outputs_states_and_gradients(kind, layers, bidirectional):
+    mode = kind[0]
+    reference, scratch = twins(kind, layers, bidirectional)
+    x, state = random_input(3, layers, bidirectional, mode)
+    expected, got = (forward_backward(m, x, state, mode) for m in (reference, scratch))
+    torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=0)
+    assert_same_states_and_gradients(got, expected)
+
+
 @pytest.mark.parametrize("kind, layers, bidirectional", list(itertools.product(KINDS, (1, 2), (False, True))))
 def test_scratch_matches_torch_on_packed_sequences(kind, layers, bidirectional):
     mode = kind[0]
     reference, scratch = twins(kind, layers, bidirectional)
-
     lengths = torch.tensor([4, 9, 1, 4])  # unsorted, with a tie and a single step
-    x = torch.randn(4, 9, 5, dtype=torch.float64)
-    h0 = torch.randn(layers * (2 if bidirectional else 1), 4, 6, dtype=torch.float64)
-    state = (h0, torch.randn_like(h0)) if mode == "lstm" else h0
-    results = []
-    for module in (reference, scratch):
-        inp = x.clone().requires_grad_()
-        out, final = module(pack_padded_sequence(inp, lengths, batch_first=True, enforce_sorted=False), state)
-        finals = final if mode == "lstm" else (final,)
-        loss = (out.data * torch.linspace(-1, 1, out.data.numel(), dtype=x.dtype).view_as(out.data)).sum()
-        loss = loss + sum((f ** 2).sum() for f in finals)
-        module.zero_grad()
-        loss.backward()
-        results.append((out, finals, inp.grad, {n: p.grad for n, p in module.named_parameters()}))
-
-    (out_r, fin_r, gx_r, g_r), (out_s, fin_s, gx_s, g_s) = results
-    assert torch.equal(out_s.batch_sizes, out_r.batch_sizes)
-    torch.testing.assert_close(pad_packed_sequence(out_s, batch_first=True)[0],
-                               pad_packed_sequence(out_r, batch_first=True)[0], atol=1e-5, rtol=0)
-    for a, b in zip(fin_s, fin_r):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
-    torch.testing.assert_close(gx_s, gx_r, atol=1e-5, rtol=0)
-    for name in g_r:
-        torch.testing.assert_close(g_s[name], g_r[name], atol=1e-5, rtol=0, msg=name)
+    x, state = random_input(4, layers, bidirectional, mode)
+    expected, got = (forward_backward(m, x, state, mode, lengths) for m in (reference, scratch))
+    assert torch.equal(got[0].batch_sizes, expected[0].batch_sizes)
+    torch.testing.assert_close(pad_packed_sequence(got[0], batch_first=True)[0],
+                               pad_packed_sequence(expected[0], batch_first=True)[0], atol=1e-5, rtol=0)
+    assert_same_states_and_gradients(got, expected)
 
 
 def test_scratch_keeps_the_order_of_a_sorted_pack():

@@ -57,12 +57,22 @@ def is_number(text: str) -> bool:
         return False
 
 
+def standardise(frames: list[list[float]], hparams) -> torch.Tensor:
+    """Frames scaled with the training split's per-channel statistics, which the checkpoint carries."""
+    scale = hparams["standardise"]
+    return ((torch.tensor(frames) - torch.tensor(scale["mean"])) / torch.tensor(scale["std"])).float()
+
+
+def check_length(task: str, steps: torch.Tensor) -> None:
+    if len(steps) > MAX_STEPS[task]:
+        unit = {"sentiment": "words", "surname": "characters", "speaker": "frames"}[task]
+        raise RnnlabError(f"input of {len(steps)} {unit} is too long for {task}: at most {MAX_STEPS[task]}")
+
+
 def encode(task: str, raw: str, hparams) -> torch.Tensor:
     """Raw input -> the (steps,) token ids or (steps, channels) standardised frames the model reads."""
     if task == "speaker":
-        scale = hparams["standardise"]
-        frames = torch.tensor(read_frames(raw, len(scale["mean"])))
-        steps = ((frames - torch.tensor(scale["mean"])) / torch.tensor(scale["std"])).float()
+        steps = standardise(read_frames(raw, len(hparams["standardise"]["mean"])), hparams)
     else:
         if not raw.strip():
             raise RnnlabError(f"empty input: give the {'text' if task == 'sentiment' else 'surname'} to classify")
@@ -70,10 +80,17 @@ def encode(task: str, raw: str, hparams) -> torch.Tensor:
         if not tokens:
             raise RnnlabError(f"input {raw!r} holds no words")
         steps = encode_tokens(tokens, hparams["vocab"])
-    if len(steps) > MAX_STEPS[task]:
-        unit = {"sentiment": "words", "surname": "characters", "speaker": "frames"}[task]
-        raise RnnlabError(f"input of {len(steps)} {unit} is too long for {task}: at most {MAX_STEPS[task]}")
+    check_length(task, steps)
     return steps
+
+
+def top_labels(model, steps: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
+    """The `top_k` most probable labels of one encoded input, with their probabilities."""
+    with torch.inference_mode():
+        probs = model.predict_step((steps[None].to(model.device), torch.tensor([len(steps)])), 0)[0].cpu()
+    values, ids = probs.topk(top_k)
+    labels = model.hparams["labels"]
+    return [(labels[i], float(p)) for p, i in zip(values.tolist(), ids.tolist())]
 
 
 def predict(task: str, raw: str, checkpoint: str | Path, top_k: int) -> list[tuple[str, float]]:
@@ -84,8 +101,4 @@ def predict(task: str, raw: str, checkpoint: str | Path, top_k: int) -> list[tup
     labels = model.hparams["labels"]
     if not 1 <= top_k <= len(labels):
         raise RnnlabError(f"--top-k must be between 1 and {len(labels)} (the {task} classes), got {top_k}")
-    steps = encode(task, raw, model.hparams)
-    with torch.inference_mode():
-        probs = model.predict_step((steps[None].to(model.device), torch.tensor([len(steps)])), 0)[0].cpu()
-    values, ids = probs.topk(top_k)
-    return [(labels[i], float(p)) for p, i in zip(values.tolist(), ids.tolist())]
+    return top_labels(model, encode(task, raw, model.hparams), top_k)

@@ -35,7 +35,7 @@ from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import load_checkpoint
-from rnnlab.predict import MAX_STEPS, encode
+from rnnlab.predict import check_length, encode, standardise, top_labels
 
 TASKS = ("sentiment", "surname", "speaker", "charlm")
 INPUT_COLUMN = {"sentiment": "text", "surname": "text", "speaker": "frames", "charlm": "prompt"}
@@ -73,14 +73,9 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
             raise RnnlabError(f"top_k must be between 1 and {len(labels)} (the {self.task} classes), got {top_k}")
         rows = []
         for i, raw in enumerate(values):
-            steps = self._encode(raw, i)
-            with torch.inference_mode():
-                batch = (steps[None].to(self.model.device), torch.tensor([len(steps)]))
-                probs = self.model.predict_step(batch, 0)[0].cpu()
-            top, ids = probs.topk(top_k)
-            names = [labels[j] for j in ids.tolist()]
-            rows.append({"label": names[0], "probability": float(top[0]), "top_labels": names,
-                         "top_probabilities": [float(p) for p in top.tolist()]})
+            names, probs = zip(*top_labels(self.model, self._encode(raw, i), top_k))
+            rows.append({"label": names[0], "probability": probs[0], "top_labels": list(names),
+                         "top_probabilities": list(probs)})
         return pd.DataFrame(rows, columns=["label", "probability", "top_labels", "top_probabilities"])
 
     def _encode(self, raw, i: int) -> torch.Tensor:
@@ -88,12 +83,10 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
             if not isinstance(raw, str):
                 raise RnnlabError(f"input {i}: expected a string, got {type(raw).__name__} {raw!r}")
             return encode(self.task, raw, self.model.hparams)
-        scale = self.model.hparams["standardise"]
-        frames = torch.tensor(check_frames(raw, len(scale["mean"]), i))
-        if len(frames) > MAX_STEPS["speaker"]:
-            raise RnnlabError(f"input {i}: {len(frames)} frames is too long for speaker: at most "
-                              f"{MAX_STEPS['speaker']}")
-        return ((frames - torch.tensor(scale["mean"])) / torch.tensor(scale["std"])).float()
+        hparams = self.model.hparams
+        steps = standardise(check_frames(raw, len(hparams["standardise"]["mean"]), i), hparams)
+        check_length(self.task, steps)
+        return steps
 
     def _generate(self, prompts: list, params: dict) -> pd.DataFrame:
         p = {**GENERATE_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
