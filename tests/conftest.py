@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -93,3 +94,39 @@ def tree_copy(dst: Path, *names: str) -> None:
     for name in names:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
+
+
+CHANNELS = 12
+
+
+def tiny_modules() -> dict:
+    """An untrained, tiny model of every task (rnnlab.pyfunc and the registry tests)."""
+    from rnnlab.data.vocab import PAD, UNK
+    from rnnlab.shapes.many_to_many import CharLanguageModel
+    from rnnlab.shapes.many_to_one import SequenceClassifier
+    from rnnlab.shapes.one_to_one import BagClassifier
+
+    torch.manual_seed(0)
+    words = [PAD, UNK, "good", "bad", "day", "a", "what", "lovely", "awful", "!", ","]
+    chars = [PAD, UNK, *"abcdeiklmnorstuyz"]
+    return {
+        "sentiment": SequenceClassifier(num_classes=2, vocab_size=len(words), embedding_dim=8, hidden_size=8,
+                                        attention_dim=4, task="sentiment", labels=["negative", "positive"],
+                                        vocab=words),
+        "surname": BagClassifier(num_classes=4, vocab_size=len(chars), embedding_dim=8, hidden_size=8,
+                                 task="surname", labels=["English", "German", "Japanese", "Italian"], vocab=chars),
+        "speaker": SequenceClassifier(num_classes=3, input_size=CHANNELS, embedding_dim=8, hidden_size=8,
+                                      attention_dim=4, pooling="mean", task="speaker", labels=["s1", "s2", "s3"],
+                                      standardise={"mean": [0.5] * CHANNELS, "std": [2.0] * CHANNELS}),
+        "charlm": CharLanguageModel(chars=list("\n :ABEMOR!,.abcdefghilmnorstuwy"), embedding_dim=8,
+                                    hidden_size=16, num_layers=1),
+    }
+
+
+def save_checkpoint(module, path: Path) -> Path:
+    """The layout of a Lightning checkpoint as far as rnnlab.checkpoint.load_checkpoint reads it."""
+    from rnnlab.checkpoint import CLASS_KEY
+
+    torch.save({CLASS_KEY: type(module).__name__, "hyper_parameters": dict(module.hparams),
+                "state_dict": module.state_dict()}, path)
+    return path

@@ -5,35 +5,13 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
+from mlflow.exceptions import MlflowException
 
+from conftest import CHANNELS, save_checkpoint, tiny_modules
 from rnnlab import RnnlabError
-from rnnlab.checkpoint import CLASS_KEY, load_checkpoint
-from rnnlab.data.vocab import PAD, UNK
+from rnnlab.checkpoint import load_checkpoint
 from rnnlab.predict import predict
 from rnnlab.pyfunc import log_pyfunc, save_pyfunc
-from rnnlab.shapes.many_to_many import CharLanguageModel
-from rnnlab.shapes.many_to_one import SequenceClassifier
-from rnnlab.shapes.one_to_one import BagClassifier
-
-CHANNELS = 12
-
-
-def tiny_modules() -> dict:
-    torch.manual_seed(0)
-    words = [PAD, UNK, "good", "bad", "day", "a", "what", "lovely", "awful", "!", ","]
-    chars = [PAD, UNK, *"abcdeiklmnorstuyz"]
-    return {
-        "sentiment": SequenceClassifier(num_classes=2, vocab_size=len(words), embedding_dim=8, hidden_size=8,
-                                        attention_dim=4, task="sentiment", labels=["negative", "positive"],
-                                        vocab=words),
-        "surname": BagClassifier(num_classes=4, vocab_size=len(chars), embedding_dim=8, hidden_size=8,
-                                 task="surname", labels=["English", "German", "Japanese", "Italian"], vocab=chars),
-        "speaker": SequenceClassifier(num_classes=3, input_size=CHANNELS, embedding_dim=8, hidden_size=8,
-                                      attention_dim=4, pooling="mean", task="speaker", labels=["s1", "s2", "s3"],
-                                      standardise={"mean": [0.5] * CHANNELS, "std": [2.0] * CHANNELS}),
-        "charlm": CharLanguageModel(chars=list("\n :ABEMOR!,.abcdefghilmnorstuwy"), embedding_dim=8,
-                                    hidden_size=16, num_layers=1),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +20,7 @@ def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("pyfunc")
     out = {}
     for task, module in tiny_modules().items():
-        # the layout of a Lightning checkpoint as far as load_checkpoint reads it
-        ckpt = root / f"{task}.ckpt"
-        torch.save({CLASS_KEY: type(module).__name__, "hyper_parameters": dict(module.hparams),
-                    "state_dict": module.state_dict()}, ckpt)
+        ckpt = save_checkpoint(module, root / f"{task}.ckpt")
         path = save_pyfunc(task, ckpt, root / task)
         out[task] = (ckpt, mlflow.pyfunc.load_model(str(path)))
     return out
@@ -121,7 +96,8 @@ def test_frames_checked_by_rnnlab_too(saved):
     for bad, message in (([[[1.0] * 11 + ["x"]]], "utterance 0 frame 1: value 'x' is not a finite number"),
                          ([[[1.0] * 12, [float("nan")] * 12]], "frame 2: value nan is not a finite number"),
                          ([[]], "utterance 0: empty input")):
-        with pytest.raises(RnnlabError, match=message):
+        # as an MlflowException, so that the scoring server answers 400 with the message
+        with pytest.raises(MlflowException, match=message):
             python_model.predict(None, bad)
 
 

@@ -1,4 +1,4 @@
-"""The `rnnlab` command: pull, preprocess, train, evaluate, generate, predict, compare."""
+"""The `rnnlab` command: pull, preprocess, train, evaluate, generate, predict, compare, serve."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
   gradients report          gradient lab metrics, plots and figures (DVC stage)
   compare TASK [--tag K=V]  the task's MLflow runs sorted by its metric, and a PNG of their val_loss curves
+  serve TASK [--port N]     serve rnnlab-TASK@champion over HTTP on 127.0.0.1 (POST /invocations)
 """
 
 
@@ -128,6 +129,29 @@ def compare(args: list[str]) -> None:
     run_compare(opts.task, opts.tag, opts.metric, opts.max_runs, opts.plot, opts.all)
 
 
+def serve(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab serve", description="Serve a registered model with MLflow's scoring server.")
+    parser.add_argument("task", help="charlm | sentiment | speaker | surname")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--alias", default="champion", help="the registered version to serve (default: %(default)s)")
+    which.add_argument("--version", type=int, help="serve this version number instead of the alias")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s, this machine only)")
+    parser.add_argument("--port", type=int, default=5001, help="default: %(default)s")
+    opts = parser.parse_args(args)
+    if not 0 < opts.port < 65536:
+        parser.error(f"--port must be 1-65535, got {opts.port}")
+    from rnnlab.registry import model_uri, serve_command
+    from rnnlab.tracking import tracking_uri
+
+    uri = model_uri(opts.task, tracking_uri(), opts.alias, opts.version)
+    command = serve_command(uri, opts.host, opts.port)
+    print(f"serving {uri} from {tracking_uri()} on http://{opts.host}:{opts.port}/invocations", flush=True)
+    # the server replaces this process: signals (and a process-group kill) reach it directly
+    # MLflow starts uvicorn by name: this environment's bin/ first, as when the venv is activated
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    os.execve(command[0], command, {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PATH": path})
+
+
 def fail(error: Exception) -> None:
     print(f"rnnlab: error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -150,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
             gradients(rest)
         elif command == "compare":
             compare(rest)
+        elif command == "serve":
+            serve(rest)
         elif command in ("pull", "preprocess"):
             parser = OneLineParser(prog=f"rnnlab {command}")
             parser.add_argument("task")

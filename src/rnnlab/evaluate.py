@@ -1,5 +1,6 @@
 """Score the trained models of a task on the test (and validation) split; record the scores in
-metrics/<task>.json, the reports, and the MLflow runs that trained the models.
+metrics/<task>.json, the reports, and the MLflow runs that trained the models; then register the model
+and let the champion gate decide whether it becomes rnnlab-<task>@champion (registry.py).
 
 A character language model: bits per character and perplexity, and a generated sample. A classifier:
 accuracy, macro-F1 and per-class precision/recall of the recurrent model, the same headline scores of its
@@ -23,12 +24,15 @@ from torchmetrics.functional.classification import (multiclass_accuracy, multicl
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import check_fits, load_checkpoint
 from rnnlab.io import write_json, write_text
+from rnnlab.registry import register
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.tracking import load_run_ref
+from rnnlab.validate import check_config
 
 
 def run_evaluate(cfg: DictConfig) -> dict:
     """The pipeline's evaluate stage: score the trained models and add the scores to their MLflow runs."""
+    check_config(cfg)
     model_dir = Path(cfg.paths.model_dir)
     dm = instantiate(cfg.data)
     roles = ("model", "baseline") if cfg.get("baseline") else ("model",)
@@ -52,6 +56,9 @@ def run_evaluate(cfg: DictConfig) -> dict:
         print(f"{name} {value:.4f}")
     if not all(math.isfinite(v) for v in flat.values()):
         raise RnnlabError(f"non-finite scores {scores}: the model in {model_dir} diverged")
+    if runs.get("model") and cfg.registry.enabled:
+        register(cfg.task_name, model_dir / "model.ckpt", runs["model"], cfg.logger.tracking_uri,
+                 cfg.registry.margin, cfg.registry.alias)
     return scores
 
 

@@ -30,7 +30,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from rnnlab import RnnlabError
@@ -63,7 +65,14 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
         self.model = load_checkpoint(context.artifacts["checkpoint"], task=self.task, kinds=kinds)
 
     def predict(self, context, model_input, params: dict | None = None):
-        params = params or {}
+        try:
+            return self._predict(model_input, params or {})
+        except RnnlabError as e:
+            # MLflow's scoring server answers an MlflowException with its message and a 400; anything else
+            # becomes an opaque "unexpected error"
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from e
+
+    def _predict(self, model_input, params: dict):
         values = input_values(model_input, INPUT_COLUMN[self.task])
         if self.task == "charlm":
             return self._generate(values, params)
