@@ -1,10 +1,12 @@
 import json
+import os
 import subprocess
 import sys
 
 import mlflow
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from conftest import ROOT, compose
 from rnnlab.train import train
@@ -54,13 +56,32 @@ def test_multirun_makes_one_mlflow_run_per_model(processed, workdir):
     cmd = [sys.executable, "-m", "rnnlab.cli", "train", "-m", "model=rnn,lstm", "experiment=smoke",
            f"paths.data_dir={processed.parents[1]}", "test=false", f"hydra.sweep.dir={workdir}/multirun"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db",
+                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db",
                                  "HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
-    assert sorted(r.data.tags["cell"] for r in runs) == ["lstm", "rnn"]
-    assert len({r.info.run_id for r in runs}) == 2
+    parent = [r for r in runs if "sweep" in r.data.tags]
+    children = [r for r in runs if "sweep" not in r.data.tags]
+    assert sorted(r.data.tags["cell"] for r in children) == ["lstm", "rnn"]
+    assert len({r.info.run_id for r in children}) == 2
+    # one parent run for the sweep, finished, and both jobs nested under it
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert parent[0].data.tags["sweep"].startswith("model=rnn,lstm experiment=smoke")
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent[0].info.run_id}
+
+
+def test_a_sweep_that_dies_leaves_its_parent_run_failed(workdir):
+    from rnnlab.tracking import PARENT_RUN_ENV, SweepParentRun
+
+    cfg = OmegaConf.create({"task_name": "charlm", "hydra": {"overrides": {"task": ["model=rnn,gru"]}},
+                            "logger": {"tracking_uri": f"sqlite:///{workdir}/mlflow.db", "experiment_name": "rnnlab-charlm"}})
+    sweep = SweepParentRun()
+    sweep.on_multirun_start(cfg)
+    assert os.environ[PARENT_RUN_ENV] == sweep.run_id
+    sweep.end("FAILED")  # what the exit hook does when a job ends the process
+    assert sweep.client.get_run(sweep.run_id).info.status == "FAILED"
+    assert PARENT_RUN_ENV not in os.environ
 
 
 def test_unknown_config_group_fails_cleanly(workdir):

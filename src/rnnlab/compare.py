@@ -125,6 +125,7 @@ def find_runs(task: str, tags: dict[str, str] | None = None, metric: str | None 
             break
     # the store filtered already; checking again costs nothing and guards against loose matching
     runs = [r for r in runs if all(r.data.tags.get(k) == v for k, v in tags.items())]
+    runs = [r for r in runs if "sweep" not in r.data.tags]  # a sweep's parent run only groups its jobs
     if not runs:
         which = " ".join(f"{k}={v}" for k, v in tags.items())
         status = "" if include_all else "finished "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -9,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from hydra.experimental.callback import Callback
 
 from rnnlab.io import write_json
 
@@ -56,7 +58,42 @@ def run_tags(task: str, cell: str, processed_dir: str | Path, stage: str | None 
     tags = {"task": task, "cell": cell, "git_commit": git_commit(), "data_version": data_version(processed_dir)}
     if stage:
         tags["dvc_stage"] = stage
+    if os.environ.get(PARENT_RUN_ENV):  # a job of a sweep: MLflow nests it under the sweep's run
+        tags["mlflow.parentRunId"] = os.environ[PARENT_RUN_ENV]
     return tags
+
+
+PARENT_RUN_ENV = "RNNLAB_PARENT_RUN_ID"
+
+
+class SweepParentRun(Callback):
+    """Hydra callback (conf/config.yaml): a multirun (`rnnlab train -m model=rnn,lstm,gru`) opens one parent
+    MLflow run in the task's experiment, and every job's runs become its children. The id travels in the
+    environment, so launchers that start jobs in other processes (joblib) keep the link."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        import mlflow
+
+        client = mlflow.MlflowClient(config.logger.tracking_uri)
+        name = config.logger.experiment_name
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+        sweep = " ".join(config.hydra.overrides.task)
+        run = client.create_run(experiment_id, run_name=f"{config.task_name}-sweep",
+                                tags={"task": config.task_name, "sweep": sweep, "git_commit": git_commit()})
+        self.client, self.run_id = client, run.info.run_id
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        atexit.register(self.end, "FAILED")  # a job that exits the process never reaches on_multirun_end
+        print(f"sweep: parent MLflow run {self.run_id} in experiment {name}")
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        self.end("FINISHED")
+        atexit.unregister(self.end)
+
+    def end(self, status: str) -> None:
+        os.environ.pop(PARENT_RUN_ENV, None)
+        if self.client.get_run(self.run_id).info.status == "RUNNING":
+            self.client.set_terminated(self.run_id, status)
 
 
 def save_run_refs(path: Path, run_ids: dict[str, str], tracking_uri: str, experiment: str) -> None:
