@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.evaluate import run_evaluate
 from rnnlab.io import atomic_path, write_text
 from rnnlab.tracking import ends_run, run_tags, save_run_refs
+from rnnlab.validate import check_config
 
 
 def curves_csv(client, run_id: str, val_metric: str) -> str:
@@ -44,6 +45,7 @@ def quiet_trainer(**kwargs) -> L.Trainer:
 
 
 def train(cfg: DictConfig) -> dict:
+    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
     # plain containers in hparams keep checkpoints loadable with weights_only=True

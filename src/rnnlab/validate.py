@@ -1,0 +1,58 @@
+"""Check a composed config before any work starts: a bad value is reported with its key, not as a shape
+error from deep inside torch minutes later."""
+
+from __future__ import annotations
+
+import math
+
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab import RnnlabError
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# key -> (test, what it must be); a key a task's config does not have is skipped
+RULES = {
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "model.cell": (lambda v: v in CELLS, f"one of {', '.join(CELLS)}"),
+    "model.impl": (lambda v: v in ("torch", "scratch"), "torch or scratch"),
+    "model.nonlinearity": (lambda v: v in ("tanh", "relu"), "tanh or relu"),
+    "model.hidden_size": (positive_int, "an integer >= 1"),
+    "model.embedding_dim": (positive_int, "an integer >= 1"),
+    "model.num_layers": (positive_int, "an integer >= 1"),
+    "model.dropout": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "data.batch_size": (positive_int, "an integer >= 1"),
+    "data.eval_batch_size": (positive_int, "an integer >= 1"),
+    "data.seq_len": (positive_int, "an integer >= 1"),
+    "module.lr": (lambda v: number(v) and v > 0, "a number > 0"),
+    "module.weight_decay": (lambda v: number(v) and v >= 0, "a number >= 0"),
+    "trainer.max_epochs": (lambda v: positive_int(v) or v == -1, "an integer >= 1 (or -1: no limit)"),
+    "trainer.gradient_clip_val": (lambda v: v is None or (number(v) and v > 0), "a number > 0 or null"),
+    "registry.margin": (lambda v: number(v) and v >= 0, "a number >= 0"),
+}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise RnnlabError naming every key whose value is out of range or of the wrong type."""
+    problems = []
+    for key, (test, must_be) in RULES.items():
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True, default=KeyError)
+        except Exception as e:  # a missing value (???) or an interpolation that does not resolve
+            problems.append(f"{key}: {e}")
+            continue
+        if value is KeyError:
+            continue
+        if not test(value):
+            problems.append(f"{key}={value!r} must be {must_be}")
+    if problems:
+        raise RnnlabError("bad config: " + "; ".join(problems))

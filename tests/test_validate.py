@@ -1,0 +1,52 @@
+"""Bad config values are rejected before any work starts, with the key and the value named."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, compose
+from rnnlab import RnnlabError
+from rnnlab.validate import check_config
+
+
+@pytest.mark.parametrize("task", ["charlm", "sentiment", "speaker", "surname"])
+def test_the_shipped_configs_pass(task):
+    check_config(compose(f"task={task}"))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.hidden_size=-1", "model.hidden_size=-1 must be an integer >= 1"),
+    ("model.hidden_size=12.5", "model.hidden_size=12.5 must be an integer >= 1"),
+    ("model.num_layers=0", "model.num_layers=0 must be an integer >= 1"),
+    ("model.dropout=1.0", "model.dropout=1.0 must be a number in [0, 1)"),
+    ("model.dropout=-0.1", "model.dropout=-0.1 must be a number in [0, 1)"),
+    ("model.cell=transformer", "model.cell='transformer' must be one of rnn, lstm, gru"),
+    ("model.impl=cuda", "model.impl='cuda' must be torch or scratch"),
+    ("data.batch_size=0", "data.batch_size=0 must be an integer >= 1"),
+    ("data.seq_len=0", "data.seq_len=0 must be an integer >= 1"),
+    ("module.lr=0", "module.lr=0 must be a number > 0"),
+    ("module.lr=abc", "module.lr='abc' must be a number > 0"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 must be an integer >= 1 (or -1: no limit)"),
+    ("registry.margin=-1", "registry.margin=-1 must be a number >= 0"),
+    ("seed=true", "seed=True must be an integer"),
+])
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(RnnlabError, match="bad config: .*" + message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[")):
+        check_config(compose(override))
+
+
+def test_every_problem_is_listed_at_once():
+    with pytest.raises(RnnlabError, match="hidden_size=0 .*; data.batch_size=-2"):
+        check_config(compose("model.hidden_size=0", "data.batch_size=-2"))
+
+
+def test_the_cli_stops_before_any_work(tmp_path):
+    """Exit code 2, one error line, no MLflow store created and no model folder written."""
+    result = subprocess.run([sys.executable, "-m", "rnnlab.cli", "train", "task=sentiment", "model.dropout=1.5",
+                             f"hydra.run.dir={tmp_path}/run", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "rnnlab: error: bad config: model.dropout=1.5 must be a number in [0, 1)" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run" / "model").exists()
