@@ -141,11 +141,11 @@ def serve(args: list[str]) -> None:
     if not 0 < opts.port < 65536:
         parser.error(f"--port must be 1-65535, got {opts.port}")
     from rnnlab.registry import model_uri, serve_command
-    from rnnlab.tracking import tracking_uri
+    from rnnlab.tracking import redact, tracking_uri
 
     uri = model_uri(opts.task, tracking_uri(), opts.alias, opts.version)
     command = serve_command(uri, opts.host, opts.port)
-    print(f"serving {uri} from {tracking_uri()} on http://{opts.host}:{opts.port}/invocations", flush=True)
+    print(f"serving {uri} from {redact(tracking_uri())} on http://{opts.host}:{opts.port}/invocations", flush=True)
     # the server replaces this process: signals (and a process-group kill) reach it directly
     # MLflow starts uvicorn by name: this environment's bin/ first, as when the venv is activated
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])

@@ -13,6 +13,7 @@ from mlflow.exceptions import MlflowException
 
 from rnnlab import RnnlabError
 from rnnlab.compare import TASK_METRICS, lower_is_better
+from rnnlab.tracking import redact
 
 
 @dataclass
@@ -98,7 +99,7 @@ def model_uri(task: str, tracking_uri: str, alias: str = "champion", version: in
         client.get_model_version_by_alias(name, alias)
     except MlflowException as e:
         which = f"version {version}" if version is not None else f"alias {alias!r}"
-        raise RnnlabError(f"{tracking_uri}: registered model {name} has no {which} "
+        raise RnnlabError(f"{redact(tracking_uri)}: registered model {name} has no {which} "
                           f"(the evaluate stage registers models: dvc repro)") from e
     return f"models:/{name}@{alias}"
 

@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def data_version(processed_dir: str | Path, lock: str | Path = "dvc.lock") -> st
             if out.get("path", "").rstrip("/") == target:
                 return out.get("md5", "untracked")
     return "untracked"
+
+
+SECRET_KEY = re.compile(r"password|passwd|token|secret|api_?key|credential|authori[sz]ation", re.I)
+URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(node):
+    """A config with the values of secret-looking keys and the user:password part of URLs masked: params,
+    tags and artifacts are readable by everyone who can read the tracking store."""
+    if isinstance(node, dict):
+        return {k: "***" if SECRET_KEY.search(str(k)) else redact(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [redact(v) for v in node]
+    return URL_USERINFO.sub("***@", node) if isinstance(node, str) else node
 
 
 def run_tags(task: str, cell: str, processed_dir: str | Path, stage: str | None = None) -> dict[str, str]:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.evaluate import run_evaluate
 from rnnlab.io import atomic_path, write_text
-from rnnlab.tracking import ends_run, run_tags, save_run_refs
+from rnnlab.tracking import ends_run, redact, run_tags, save_run_refs
 from rnnlab.validate import check_config
 
 
@@ -73,10 +73,11 @@ def fit(cfg: DictConfig, dm, module, role: str) -> str:
             cb.dirpath = str(Path(cb.dirpath) / role)  # each role keeps its own best and last files
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
 
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    config = redact(OmegaConf.to_container(cfg, resolve=True))
+    logger.log_hyperparams(config)
     run_id, client = logger.run_id, logger.experiment
     with ends_run(client, run_id):
-        client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        client.log_text(run_id, OmegaConf.to_yaml(config), "config.yaml")
         trainer.fit(module, datamodule=dm)
         ckpt_cb = trainer.checkpoint_callback
         best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
