@@ -1,9 +1,15 @@
 """Nothing secret reaches the tracking store: secret-looking keys and URL passwords are masked in the params
 and the config artifact of every run."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import mlflow
 
-from conftest import compose
+from conftest import ROOT, compose
 from rnnlab.tracking import redact
 from rnnlab.train import train
 
@@ -33,3 +39,18 @@ def test_no_secret_in_logged_params_or_artifacts(processed, workdir):
     assert run.data.params["extra/api_token"] == "***" and run.data.params["extra/store"] == "https://***@tracking.example/"
     config = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")
     assert "api_token: '***'" in config and not any(s in config for s in SECRETS)
+
+
+def test_an_unreachable_tracking_server_fails_fast(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "rnnlab.cli", "train", "experiment=smoke",
+                             f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": f"http://bob:hunter2@127.0.0.1:{port}"})
+    # the check waits at most 5 s; the rest is interpreter and Hydra start-up on a loaded machine
+    assert time.monotonic() - started < 20
+    assert result.returncode == 2
+    assert f"MLflow tracking server http://***@127.0.0.1:{port} is unreachable" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout

@@ -13,12 +13,31 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
+from rnnlab import RnnlabError
+
 from rnnlab.io import write_json
 
 
 def tracking_uri() -> str:
     """The store runs go to: $MLFLOW_TRACKING_URI, else the project's SQLite file (as in conf/logger/mlflow.yaml)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast on a tracking server that does not answer (MLflow's own client retries for minutes), and
+    on a SQLite store whose folder cannot be written."""
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+        except requests.RequestException as e:
+            raise RnnlabError(f"MLflow tracking server {redact(uri)} is unreachable ({type(e).__name__}); "
+                              "start it or set MLFLOW_TRACKING_URI to another store") from e
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):].split("?")[0]).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise RnnlabError(f"MLflow store {uri}: folder {folder} does not exist or is not writable")
 
 
 @contextlib.contextmanager

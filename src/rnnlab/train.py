@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.evaluate import run_evaluate
 from rnnlab.io import atomic_path, write_text
-from rnnlab.tracking import ends_run, redact, run_tags, save_run_refs
+from rnnlab.tracking import check_reachable, ends_run, redact, run_tags, save_run_refs
 from rnnlab.validate import check_config
 
 
@@ -46,6 +46,7 @@ def quiet_trainer(**kwargs) -> L.Trainer:
 
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
+    check_reachable(cfg.logger.tracking_uri)
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
     # plain containers in hparams keep checkpoints loadable with weights_only=True
