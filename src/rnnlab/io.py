@@ -9,23 +9,37 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from rnnlab import RnnlabError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False):
-    """Yield a temporary sibling of `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary sibling of `path`; rename it over `path` only if the block succeeds. A folder or disk
+    that cannot be written raises RnnlabError naming `path`, and whatever was at `path` stays."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as e:
+        raise RnnlabError(f"cannot write {path}: {e.strerror}") from e
     try:
         yield tmp
-        if is_dir and path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        try:
+            if is_dir and path.exists():
+                # the old folder moves aside first, so that a crash leaves one of the two complete
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+        except OSError as e:
+            raise RnnlabError(f"cannot write {path}: {e.strerror}") from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
@@ -33,7 +47,10 @@ def atomic_path(path: str | Path, is_dir: bool = False):
 
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as e:  # a full disk
+            raise RnnlabError(f"cannot write {path}: {e.strerror}") from e
 
 
 def write_json(path: str | Path, obj) -> None:
