@@ -71,6 +71,27 @@ def test_multirun_makes_one_mlflow_run_per_model(processed, workdir):
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent[0].info.run_id}
 
 
+def test_a_nan_loss_stops_the_run_and_marks_it_failed(processed, workdir, monkeypatch):
+    from rnnlab import RnnlabError
+    from rnnlab.shapes.many_to_many import CharLanguageModel
+
+    step = CharLanguageModel.training_step
+
+    def poisoned(self, batch, batch_idx):
+        loss = step(self, batch, batch_idx)
+        return loss * float("nan") if self.global_step >= 2 else loss
+
+    monkeypatch.setattr(CharLanguageModel, "training_step", poisoned)
+    cfg = compose("experiment=smoke", f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={workdir}/out",
+                  f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
+    with pytest.raises(RnnlabError, match="charlm model diverged: training loss is nan at step 3"):
+        train(cfg)
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["diverged"].startswith("training loss is nan")
+    assert not (workdir / "out" / "model" / "model.ckpt").exists()
+
+
 def test_a_sweep_that_dies_leaves_its_parent_run_failed(workdir):
     from rnnlab.tracking import PARENT_RUN_ENV, SweepParentRun
 

@@ -45,6 +45,16 @@ class GradientNormMonitor(L.Callback):
         self._before = None
 
 
+class StopOnNonFiniteLoss(L.Callback):
+    """Stop a run whose training loss became NaN or infinite: the steps after it only waste time, and the
+    checkpoints it would still write are worthless."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            raise FloatingPointError(f"training loss is {float(loss)} at step {trainer.global_step}")
+
+
 def as_scratch(rnn: nn.Module) -> ScratchRNN:
     """The same weights in the step-by-step layer, whose per-step states autograd can reach."""
     if isinstance(rnn, ScratchRNN):

@@ -16,6 +16,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab import RnnlabError
 from rnnlab.evaluate import run_evaluate
 from rnnlab.io import atomic_path, write_text
 from rnnlab.tracking import check_reachable, ends_run, redact, run_tags, save_run_refs
@@ -79,7 +80,12 @@ def fit(cfg: DictConfig, dm, module, role: str) -> str:
     run_id, client = logger.run_id, logger.experiment
     with ends_run(client, run_id):
         client.log_text(run_id, OmegaConf.to_yaml(config), "config.yaml")
-        trainer.fit(module, datamodule=dm)
+        try:
+            trainer.fit(module, datamodule=dm)
+        except FloatingPointError as e:
+            client.set_tag(run_id, "diverged", str(e))
+            raise RnnlabError(f"{cfg.task_name} {role} diverged: {e}; MLflow run {run_id} marked FAILED "
+                              "(a lower module.lr or trainer.gradient_clip_val helps)") from e
         ckpt_cb = trainer.checkpoint_callback
         best = ckpt_cb.best_model_path or ckpt_cb.last_model_path
         target = Path(cfg.paths.model_dir) / f"{role}.ckpt"
