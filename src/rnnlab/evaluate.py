@@ -24,6 +24,7 @@ from torchmetrics.functional.classification import (multiclass_accuracy, multicl
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import check_fits, load_checkpoint
 from rnnlab.io import write_json, write_text
+from rnnlab.pyfunc import TASKS as PYFUNC_TASKS
 from rnnlab.registry import register
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.tracking import load_run_ref
@@ -57,8 +58,11 @@ def run_evaluate(cfg: DictConfig) -> dict:
     if not all(math.isfinite(v) for v in flat.values()):
         raise RnnlabError(f"non-finite scores {scores}: the model in {model_dir} diverged")
     if runs.get("model") and cfg.registry.enabled:
-        register(cfg.task_name, model_dir / "model.ckpt", runs["model"], cfg.logger.tracking_uri,
-                 cfg.registry.margin, cfg.registry.alias)
+        if cfg.task_name in PYFUNC_TASKS:
+            register(cfg.task_name, model_dir / "model.ckpt", runs["model"], cfg.logger.tracking_uri,
+                     cfg.registry.margin, cfg.registry.alias)
+        else:
+            print(f"registry: no pyfunc wrapper for {cfg.task_name} yet; the model is not registered")
     return scores
 
 
