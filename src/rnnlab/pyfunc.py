@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -53,10 +52,6 @@ from rnnlab.pyfunc import RnnlabModel
 
 set_model(RnnlabModel())
 """
-
-
-# the model declares an explicit signature (signature_and_example), not type hints on predict
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 class RnnlabModel(mlflow.pyfunc.PythonModel):
