@@ -5,6 +5,7 @@ The tasks' stages (TARGETS and what they depend on) in one project, the gradient
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ def sh(cwd: Path, *cmd: str) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, f"{cmd}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
 
@@ -47,19 +48,23 @@ def write_params(root: Path, **train) -> None:
 def scratch_project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
-    tree_copy(root, "conf", "src", "dvc.yaml", ".gitignore")
+    tree_copy(root, "conf", "src", "dvc.yaml", ".gitignore", ".ci")
     write_params(root)
     sh(root, "git", "init", "-q")
     sh(root, "dvc", "init", "-q")
     sh(root, "dvc", "config", "core.analytics", "false")
+    # as the project's .dvc/config: a local-directory remote by default
+    sh(root, "dvc", "remote", "add", "-d", "local", str(tmp_path / "dvc-remote"))
     return root
 
 
 def test_dvc_pipeline_end_to_end(tmp_path):
     root = scratch_project(tmp_path)
 
-    out = sh(root, "dvc", "repro", *TARGETS)
+    # the workflows' command (.ci/pipeline): pull what the remote has (nothing yet), reproduce, push
+    out = sh(root, ".ci/pipeline", "repro", *TARGETS)
     assert stages_run(out) == TASK_STAGES
+    assert any((tmp_path / "dvc-remote").rglob("*")), "dvc push left the remote empty"
     metrics = json.loads((root / "metrics" / "charlm.json").read_text())
     assert set(metrics) == {"test", "val"} and set(metrics["test"]) == {"bpc", "perplexity"}
     assert (root / "reports" / "charlm_sample.txt").read_text().startswith("ROMEO:")
@@ -82,6 +87,10 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-speaker").experiment_id])
     assert {(r.data.tags["role"], r.data.tags["dvc_stage"]) for r in runs} == {
         ("model", "train_classifier@speaker"), ("baseline", "train_classifier@speaker")}
+    # each evaluate stage registered its model, and the first version of each became the champion
+    for task in ("charlm", *LABELLED):
+        champion = client.get_model_version_by_alias(f"rnnlab-{task}", "champion")
+        assert int(champion.version) == 1 and client.get_run(champion.run_id).data.tags["role"] == "model"
 
     assert stages_run(sh(root, "dvc", "repro", *TARGETS)) == set()
     assert "metrics/charlm.json" in sh(root, "dvc", "metrics", "show")
@@ -105,6 +114,26 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     latest = client.search_runs([run.info.experiment_id], order_by=["attributes.start_time DESC"])[0]
     assert (latest.data.params["model/cell"], latest.data.params["model/hidden_size"],
             latest.data.params["model/nonlinearity"]) == ("rnn", "24", "relu")
+
+    # the pull-request workflow's report: the experiment's metrics against the committed ones, as markdown
+    diff = sh(root, ".ci/pipeline", "diff", "HEAD")
+    assert re.search(r"^\| metrics/charlm\.json\s+\| test\.bpc ", diff, re.M), diff
+
+    # the retrain workflow: one task, forced, with an extra override; evaluate registers version 2 and the
+    # gate decides
+    out = sh(root, ".ci/pipeline", "retrain", "speaker", "trainer.max_epochs=1")
+    assert {"train_classifier@speaker", "evaluate_classifier@speaker"} <= stages_run(out)
+    assert "registry: rnnlab-speaker v2: test_accuracy" in out and "champion v1" in out
+    assert yaml.safe_load((root / "params.yaml").read_text())["classify"]["speaker"]["overrides"] == (
+        "trainer.max_epochs=1")
+    result = subprocess.run([".ci/pipeline", "retrain", "translation"], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown task 'translation'" in result.stderr
+
+    # a fresh checkout with an empty DVC cache gets every output from the remote and re-runs nothing
+    for folder in (".dvc/cache", "models", "data"):
+        shutil.rmtree(root / folder)
+    assert stages_run(sh(root, ".ci/pipeline", "repro", *TARGETS)) == set()
+    assert (root / "models" / "speaker" / "model.ckpt").is_file()
 
 
 @pytest.mark.slow  # seven stage processes (about a minute on a quiet machine): CI runs it with -m slow
