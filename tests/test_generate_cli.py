@@ -29,6 +29,10 @@ def test_generate_prints_prompt_and_sample(checkpoint, capsys):
     greedy = capsys.readouterr().out
     main(["generate", "--prompt", "ROMEO:", "--length", "50", "--temperature", "0", "--checkpoint", str(checkpoint)])
     assert capsys.readouterr().out == greedy
+    # `rnnlab generate charlm ...` names the model; without it the char LM is the default
+    main(["generate", "charlm", "--prompt", "ROMEO:", "--length", "50", "--temperature", "0",
+          "--checkpoint", str(checkpoint)])
+    assert capsys.readouterr().out == greedy
 
 
 @pytest.mark.parametrize("args, message", [

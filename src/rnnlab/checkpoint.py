@@ -26,14 +26,15 @@ def known_modules() -> dict[str, type]:
     # imported here, not at the top: these modules import RecordsClass from this one
     from rnnlab.shapes.many_to_many import CharLanguageModel
     from rnnlab.shapes.many_to_one import SequenceClassifier
+    from rnnlab.shapes.one_to_many import SurnameGenerator
     from rnnlab.shapes.one_to_one import BagClassifier
 
-    return {cls.__name__: cls for cls in (CharLanguageModel, SequenceClassifier, BagClassifier)}
+    return {cls.__name__: cls for cls in (CharLanguageModel, SequenceClassifier, BagClassifier, SurnameGenerator)}
 
 
 def load_checkpoint(path: str | Path, task: str | None = None, kinds: tuple[str, ...] | None = None):
-    """The module in `path`, in eval mode. `task`: the checkpoint must be that task's (classifiers record
-    theirs; a character language model is charlm's); `kinds`: the class names the caller can use."""
+    """The module in `path`, in eval mode. `task`: the checkpoint must be that task's (classifiers and
+    generators record theirs; a character language model is charlm's); `kinds`: the class names the caller can use."""
     path = Path(path)
     if not path.is_file():
         raise RnnlabError(f"checkpoint not found: {path} (train first: dvc repro, or pass --checkpoint)")

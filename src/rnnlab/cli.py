@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   preprocess TASK           split, build the vocabulary, encode into data/processed/TASK (DVC stage)
   train [OVERRIDES]         fit a model; Hydra overrides, e.g. model=gru trainer.max_epochs=1, -m for sweeps
   evaluate [OVERRIDES]      score the pipeline's model on the test split (DVC stage)
-  generate [--prompt ...]   sample text from a trained character model
+  generate [charlm] [...]   sample text from the character model: --prompt, --length, --temperature
+  generate surname ...      sample surnames of a language: --language L [-n N] [--temperature T]
   predict TASK INPUT        classify one raw input: sentiment TEXT | surname NAME | speaker FILE.csv
   gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
@@ -60,8 +62,26 @@ class OneLineParser(argparse.ArgumentParser):
         fail(RnnlabError(f"{self.prog}: {message}"))
 
 
+GENERATORS = ("charlm", "surname")
+
+
+def check_temperature(parser: argparse.ArgumentParser, temperature: float) -> None:
+    if not (math.isfinite(temperature) and temperature >= 0):
+        parser.error(f"--temperature must be >= 0 and finite, got {temperature}")
+
+
 def generate(args: list[str]) -> None:
-    parser = OneLineParser(prog="rnnlab generate", description="Sample text from a character model.")
+    """`rnnlab generate charlm ...` (text; `charlm` may be left out) or `rnnlab generate surname ...` (names)."""
+    if args and args[0] == "surname":
+        generate_surnames(args[1:])
+        return
+    if args and not args[0].startswith("-") and args[0] != "charlm":
+        fail(RnnlabError(f"rnnlab generate: unknown model {args[0]!r}; choose one of {', '.join(GENERATORS)}"))
+    generate_text(args[1:] if args and args[0] == "charlm" else args)
+
+
+def generate_text(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab generate charlm", description="Sample text from a character model.")
     parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default: %(default)s)")
     parser.add_argument("--length", type=int, default=400, help="characters to add (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default: %(default)s)")
@@ -70,12 +90,32 @@ def generate(args: list[str]) -> None:
     opts = parser.parse_args(args)
     if opts.length < 0:
         parser.error(f"--length must be >= 0, got {opts.length}")
-    if opts.temperature < 0:
-        parser.error(f"--temperature must be >= 0, got {opts.temperature}")
+    check_temperature(parser, opts.temperature)
     from rnnlab.checkpoint import load_checkpoint
 
     model = load_checkpoint(opts.checkpoint, kinds=("CharLanguageModel",))
     print(model.generate(opts.prompt, opts.length, opts.temperature, seed=opts.seed))
+
+
+def generate_surnames(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab generate surname", description="Sample surnames of a language.")
+    parser.add_argument("--language", required=True, help="one of the languages the model was trained on")
+    parser.add_argument("-n", type=int, default=10, help="how many names (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default: %(default)s)")
+    parser.add_argument("--max-length", type=int, default=None, help="characters at most (default: the model's)")
+    parser.add_argument("--checkpoint", default="models/surname_gen/model.ckpt", help="default: the pipeline's model")
+    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+    opts = parser.parse_args(args)
+    if opts.n < 1:
+        parser.error(f"-n must be >= 1, got {opts.n}")
+    check_temperature(parser, opts.temperature)
+    if opts.max_length is not None and opts.max_length < 1:
+        parser.error(f"--max-length must be >= 1, got {opts.max_length}")
+    from rnnlab.checkpoint import load_checkpoint
+
+    model = load_checkpoint(opts.checkpoint, task="surname_gen", kinds=("SurnameGenerator",))
+    for name in model.generate(opts.language, opts.n, opts.temperature, seed=opts.seed, max_length=opts.max_length):
+        print(name)
 
 
 def predict(args: list[str]) -> None:
@@ -114,10 +154,11 @@ def gradients(args: list[str]) -> None:
 
 def compare(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab compare", description="Compare the MLflow runs of a task.")
-    parser.add_argument("task", help="charlm | sentiment | speaker | surname")
+    parser.add_argument("task", help="charlm | sentiment | speaker | surname | surname_gen")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs with this tag, e.g. cell=lstm or role=model (repeatable)")
-    parser.add_argument("--metric", help="sort by this metric (default: test_bpc for charlm, else test_accuracy)")
+    parser.add_argument("--metric", help="sort by this metric (default: test_bpc for charlm and surname_gen, "
+                        "else test_accuracy)")
     parser.add_argument("--max-runs", type=int, default=20, help="rows in the table (default: %(default)s)")
     parser.add_argument("--plot", help="the PNG of val_loss curves (default: reports/compare_TASK.png)")
     parser.add_argument("--all", action="store_true", help="also failed, killed and running runs")

@@ -2,7 +2,9 @@
 metrics/<task>.json, the reports, and the MLflow runs that trained the models; then register the model
 and let the champion gate decide whether it becomes rnnlab-<task>@champion (registry.py).
 
-A character language model: bits per character and perplexity, and a generated sample. A classifier:
+A character language model: bits per character and perplexity, and a generated sample. A surname generator:
+bits per character (overall and per language), and names sampled for every language, scored for novelty and by
+the many-to-one surname classifier. A classifier:
 accuracy, macro-F1 and per-class precision/recall of the recurrent model, the same headline scores of its
 one-to-one baseline and the majority-class accuracy, a confusion CSV and the misclassified test rows.
 """
@@ -24,9 +26,11 @@ from torchmetrics.functional.classification import (multiclass_accuracy, multicl
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import check_fits, load_checkpoint
 from rnnlab.io import write_json, write_text
+from rnnlab.predict import encode_tokens, probabilities
 from rnnlab.pyfunc import TASKS as PYFUNC_TASKS
 from rnnlab.registry import register
 from rnnlab.shapes.many_to_many import CharLanguageModel
+from rnnlab.shapes.one_to_many import SurnameGenerator
 from rnnlab.tracking import load_run_ref
 from rnnlab.validate import check_config
 
@@ -46,6 +50,8 @@ def run_evaluate(cfg: DictConfig) -> dict:
     client = mlflow.MlflowClient(cfg.logger.tracking_uri)
     if isinstance(models["model"], CharLanguageModel):
         scores = score_language_model(models["model"], dm, cfg, runs.get("model"), client)
+    elif isinstance(models["model"], SurnameGenerator):
+        scores = score_generator(models["model"], dm, cfg, runs.get("model"), client)
     else:
         scores = score_classifiers(models, dm, cfg, runs, client)
     write_json(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}.json", scores)
@@ -83,12 +89,77 @@ def score_language_model(model: CharLanguageModel, dm, cfg: DictConfig, run_id: 
     scores = {}
     for split, run in (("val", trainer.validate), ("test", trainer.test)):
         result = run(model, datamodule=dm, verbose=False)[0]
-        bpc = float(result[f"{split}_bpc"])
-        scores[split] = {"bpc": round(bpc, 4), "perplexity": round(2**bpc, 4)}
+        scores[split] = bpc_scores(float(result[f"{split}_bpc"]))
     sample = model.generate(cfg.sample.prompt, cfg.sample.length, cfg.sample.temperature, seed=cfg.seed)
     write_text(Path(cfg.paths.reports_dir) / f"{cfg.task_name}_sample.txt", sample + "\n")
     if run_id:
         client.log_text(run_id, sample, "sample.txt")
+    return scores
+
+
+def bpc_scores(bpc: float) -> dict:
+    return {"bpc": round(bpc, 4), "perplexity": round(2**bpc, 4)}
+
+
+@torch.inference_mode()
+def names_nll(model: SurnameGenerator, loader) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per name the loader serves: summed negative log-likelihood (nats), symbols scored, language id."""
+    nll, count, language = [], [], []
+    for ids, lengths, languages in loader:
+        n, c = model.name_nll((ids.to(model.device), lengths, languages.to(model.device)))
+        nll.append(n.float().cpu())
+        count.append(c.cpu())
+        language.append(languages)
+    return torch.cat(nll), torch.cat(count), torch.cat(language)
+
+
+def score_generator(model: SurnameGenerator, dm, cfg: DictConfig, run_id: str | None, client) -> dict:
+    """Bits per character of the held-out names (each name's characters and its end symbol, given its language),
+    and `sample.per_language` names sampled for every language: the share that are new (not in the training
+    split, ignoring case), the share that are distinct, and the share the surname classifier assigns to the
+    language they were generated for, against chance (1 / number of languages)."""
+    classifier = load_checkpoint(cfg.classifier, task="surname", kinds=("SequenceClassifier", "BagClassifier"))
+    labels = list(dm.labels)
+    if classifier.hparams["labels"] != labels:
+        raise RnnlabError(f"the classifier {cfg.classifier} knows the languages {classifier.hparams['labels']}, "
+                          f"the generator {labels}: retrain them on the same data")
+    def bits(nll, count):
+        return float(nll.sum() / count.sum()) / math.log(2)
+
+    scores = {"val": bpc_scores(bits(*names_nll(model, dm.val_dataloader())[:2]))}
+    nll, count, language = names_nll(model, dm.test_dataloader())
+    scores["test"] = bpc_scores(bits(nll, count))
+    per_language = {label: {"test_bpc": round(bits(nll[language == i], count[language == i]), 4)}
+                    for i, label in enumerate(labels)}
+
+    train_names, sample = dm.train_names(), cfg.sample
+    lines, novel, unique, agree = [], 0, 0, 0
+    for i, label in enumerate(labels):
+        names = model.generate(label, sample.per_language, sample.temperature, seed=cfg.seed + i)
+        vocab = classifier.hparams["vocab"]
+        judged = probabilities(classifier, [encode_tokens(list(name), vocab) for name in names]).argmax(1).tolist()
+        new = [name.casefold() not in train_names for name in names]
+        right = [j == i for j in judged]
+        per_language[label].update(novel=round(sum(new) / len(names), 4),
+                                   classifier_agreement=round(sum(right) / len(names), 4))
+        novel, agree = novel + sum(new), agree + sum(right)
+        unique += len(set(names))
+        shown = [name + ("+" if n else "") + ("" if r else f" [{labels[j]}]")
+                 for name, n, r, j in zip(names, new, right, judged)][:sample.shown]
+        lines.append(f"{label} (new {per_language[label]['novel']:.2f}, classifier agrees "
+                     f"{per_language[label]['classifier_agreement']:.2f}): {', '.join(shown)}")
+    total, chance = len(labels) * sample.per_language, 1 / len(labels)
+    scores["generated"] = {"novel": round(novel / total, 4), "unique": round(unique / total, 4),
+                           "classifier_agreement": round(agree / total, 4), "chance": round(chance, 4),
+                           "ratio": round(agree / total / chance, 4)}
+    scores["per_language"] = per_language
+    text = (f"# {sample.per_language} names per language sampled at temperature {sample.temperature} "
+            f"(seed {cfg.seed} + language number); the first {sample.shown} of each.\n"
+            "# name+ : not in the training split; [Language] : the surname classifier's language where it is "
+            "another\n" + "\n".join(lines) + "\n")
+    write_text(Path(cfg.paths.reports_dir) / f"{cfg.task_name}_samples.txt", text)
+    if run_id:
+        client.log_text(run_id, text, f"{cfg.task_name}_samples.txt")
     return scores
 
 

@@ -14,6 +14,7 @@ import torch
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import load_checkpoint
 from rnnlab.data import sentiment, surname
+from rnnlab.data.padding import pad
 from rnnlab.data.vocab import TokenVocab
 
 TASKS = ("sentiment", "speaker", "surname")
@@ -84,11 +85,19 @@ def encode(task: str, raw: str, hparams) -> torch.Tensor:
     return steps
 
 
+def probabilities(model, encoded: list[torch.Tensor], batch_size: int = 256) -> torch.Tensor:
+    """Class probabilities (N, classes) of encoded inputs (each what `encode` returns), in their order."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(encoded), batch_size):
+            inputs, lengths = pad(encoded[start:start + batch_size])
+            out.append(model.predict_step((inputs.to(model.device), lengths), 0).float().cpu())
+    return torch.cat(out)
+
+
 def top_labels(model, steps: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
     """The `top_k` most probable labels of one encoded input, with their probabilities."""
-    with torch.inference_mode():
-        probs = model.predict_step((steps[None].to(model.device), torch.tensor([len(steps)])), 0)[0].cpu()
-    values, ids = probs.topk(top_k)
+    values, ids = probabilities(model, [steps])[0].topk(top_k)
     labels = model.hparams["labels"]
     return [(labels[i], float(p)) for p, i in zip(values.tolist(), ids.tolist())]
 

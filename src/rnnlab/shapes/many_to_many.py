@@ -1,4 +1,5 @@
-"""Many-to-many, aligned: a character language model trained with stateful truncated BPTT."""
+"""Many-to-many, aligned: a character language model trained with stateful truncated BPTT; and what the
+character-level models share (bits per character, the optimizer, sampling the next character)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,60 @@ from rnnlab.data.vocab import CharVocab
 from rnnlab.recurrent import detach_state, make_rnn
 
 
-class CharLanguageModel(RecordsClass, L.LightningModule):
-    def __init__(self, chars: list[str], cell: str = "lstm", embedding_dim: int = 64, hidden_size: int = 256,
-                 num_layers: int = 2, dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
-                 impl: str = "torch", lr: float = 2e-3, weight_decay: float = 0.01, scheduler: str = "cosine"):
+def check_temperature(temperature: float) -> None:
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise RnnlabError(f"temperature must be >= 0 and finite, got {temperature}")
+
+
+def sample_next(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """The next character id from logits (..., vocab): the likeliest at temperature 0, else drawn from
+    softmax(logits / temperature) (below 1 sharper, above 1 flatter). Returns (...)."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    return torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(-1)
+
+
+class CharacterModel(RecordsClass, L.LightningModule):
+    """A model that predicts characters: scored in bits per character (the validation and test negative
+    log-likelihood, averaged over characters), trained with AdamW and an optional cosine schedule. A subclass
+    updates self.nll[stage] with each batch's mean loss, weighted by its number of characters."""
+
+    def __init__(self, lr: float, scheduler: str):
         super().__init__()
-        if bidirectional:
-            raise RnnlabError("model.bidirectional: a language model predicts the next character and must not see it")
         if scheduler not in ("cosine", "none"):
             raise RnnlabError(f"module.scheduler must be 'cosine' or 'none', got {scheduler!r}")
         if lr <= 0:
             raise RnnlabError(f"module.lr must be positive, got {lr!r}")
+        self.nll = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+
+    def _log_epoch(self, stage: str):
+        nll = self.nll[stage].compute()
+        bpc = nll / math.log(2)
+        self.log_dict({f"{stage}_loss": nll, f"{stage}_bpc": bpc, f"{stage}_perplexity": 2 ** bpc}, prog_bar=True)
+        self.nll[stage].reset()
+
+    def on_validation_epoch_end(self):
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self):
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "none":
+            return opt
+        total = max(1, self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=self.hparams.lr * 0.1)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class CharLanguageModel(CharacterModel):
+    def __init__(self, chars: list[str], cell: str = "lstm", embedding_dim: int = 64, hidden_size: int = 256,
+                 num_layers: int = 2, dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
+                 impl: str = "torch", lr: float = 2e-3, weight_decay: float = 0.01, scheduler: str = "cosine"):
+        super().__init__(lr, scheduler)
+        if bidirectional:
+            raise RnnlabError("model.bidirectional: a language model predicts the next character and must not see it")
         self.save_hyperparameters()
         self.vocab = CharVocab(tuple(chars))
         vocab_size = len(self.vocab)
@@ -34,7 +78,6 @@ class CharLanguageModel(RecordsClass, L.LightningModule):
         self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity, impl=impl)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
-        self.nll = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
         self._state = {}
 
     def forward(self, x: torch.Tensor, state=None):
@@ -68,34 +111,15 @@ class CharLanguageModel(RecordsClass, L.LightningModule):
     def test_step(self, batch, batch_idx):
         self.nll["test"].update(self._step(batch, "test"), weight=batch[1].numel())
 
-    def _log_epoch(self, stage: str):
-        nll = self.nll[stage].compute()
-        bpc = nll / math.log(2)
-        self.log_dict({f"{stage}_loss": nll, f"{stage}_bpc": bpc, f"{stage}_perplexity": 2 ** bpc}, prog_bar=True)
-        self.nll[stage].reset()
-
-    def on_validation_epoch_end(self):
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self):
-        self._log_epoch("test")
-
-    def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "none":
-            return opt
-        total = max(1, self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=self.hparams.lr * 0.1)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
     @torch.inference_mode()
     def generate(self, prompt: str, length: int, temperature: float = 0.8, seed: int | None = None) -> str:
         """Continue `prompt` by `length` sampled characters; temperature 0 is greedy."""
         unknown = self.vocab.unknown(prompt)
         if unknown:
             raise RnnlabError(f"prompt holds characters the model has never seen: {''.join(unknown)!r}")
-        if length < 0 or temperature < 0:
-            raise RnnlabError(f"length and temperature must be >= 0, got {length} and {temperature}")
+        if length < 0:
+            raise RnnlabError(f"length must be >= 0, got {length}")
+        check_temperature(temperature)
         was_training = self.training
         self.eval()
         gen = torch.Generator(device="cpu")
@@ -107,10 +131,7 @@ class CharLanguageModel(RecordsClass, L.LightningModule):
         for _ in range(length):
             last = logits[0, -1].float().cpu()
             last[0] = -math.inf  # never emit the unknown symbol
-            if temperature == 0:
-                nxt = int(last.argmax())
-            else:
-                nxt = int(torch.multinomial(torch.softmax(last / temperature, -1), 1, generator=gen))
+            nxt = int(sample_next(last, temperature, gen))
             out.append(nxt)
             logits, state = self(torch.tensor([[nxt]], device=self.device), state)
         self.train(was_training)
