@@ -11,6 +11,6 @@ mlflow ui --backend-store-uri sqlite:///mlflow.db -h 127.0.0.1 -p "$port" >/dev/
 server=$!
 trap 'kill $server' EXIT
 for _ in $(seq 60); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 1; done
-chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,900 \
+chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=2400,800 \
   --virtual-time-budget=20000 --screenshot=docs/mlflow-ui-runs.png \
-  "http://127.0.0.1:$port/#/experiments/$id"
+  "http://127.0.0.1:$port/#/experiments/$id/runs?searchFilter=tags.role%20%3D%20%27model%27&orderByKey=metrics.%60test_accuracy%60&orderByAsc=false"

@@ -104,6 +104,7 @@ def tiny_modules() -> dict:
     from rnnlab.data.vocab import PAD, UNK
     from rnnlab.shapes.many_to_many import CharLanguageModel
     from rnnlab.shapes.many_to_one import SequenceClassifier
+    from rnnlab.shapes.one_to_many import SurnameGenerator
     from rnnlab.shapes.one_to_one import BagClassifier
 
     torch.manual_seed(0)
@@ -120,6 +121,9 @@ def tiny_modules() -> dict:
                                       standardise={"mean": [0.5] * CHANNELS, "std": [2.0] * CHANNELS}),
         "charlm": CharLanguageModel(chars=list("\n :ABEMOR!,.abcdefghilmnorstuwy"), embedding_dim=8,
                                     hidden_size=16, num_layers=1),
+        "surname_gen": SurnameGenerator(num_classes=2, vocab_size=len(chars) + 2, vocab=[*chars, "<s>", "</s>"],
+                                        labels=["Italian", "German"], embedding_dim=8, hidden_size=16,
+                                        language_dim=4),
     }
 
 

@@ -77,6 +77,15 @@ def test_charlm_matches_generate(saved):
     assert greedy["text"][0] == net.generate("ROMEO:", 5, 0.0)
 
 
+def test_surname_gen_matches_generate(saved):
+    ckpt, model = saved["surname_gen"]
+    net = load_checkpoint(ckpt, task="surname_gen")
+    out = model.predict(pd.DataFrame({"language": ["Italian", "german"]}), params={"n": 3, "seed": 7})
+    assert list(out["language"]) == ["Italian", "german"]
+    assert [list(names) for names in out["names"]] == [net.generate(lang, 3, 0.8, seed=7)
+                                                       for lang in ("Italian", "german")]
+
+
 @pytest.mark.parametrize("task,bad,message", [
     ("sentiment", ["   "], "empty input"),
     ("surname", [""], "empty input"),
@@ -84,6 +93,7 @@ def test_charlm_matches_generate(saved):
     # MLflow's schema enforcement (frames: Array(Array(double))) stops a non-number before rnnlab sees it
     ("speaker", pd.DataFrame({"frames": [[[1.0] * 11 + ["x"]]]}), r"Array\(Array\(double\)\).*double"),
     ("charlm", ["ROMEO\u00e9"], "never seen"),
+    ("surname_gen", ["Klingon"], "unknown language 'Klingon'; the model knows Italian, German"),
 ])
 def test_bad_input_names_the_problem(saved, task, bad, message):
     model = saved[task][1]

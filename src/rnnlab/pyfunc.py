@@ -39,10 +39,13 @@ from rnnlab import RnnlabError
 from rnnlab.checkpoint import load_checkpoint
 from rnnlab.predict import check_length, encode, standardise, top_labels
 
-TASKS = ("sentiment", "surname", "speaker", "charlm")
-INPUT_COLUMN = {"sentiment": "text", "surname": "text", "speaker": "frames", "charlm": "prompt"}
+TASKS = ("sentiment", "surname", "speaker", "charlm", "surname_gen")
+INPUT_COLUMN = {"sentiment": "text", "surname": "text", "speaker": "frames", "charlm": "prompt",
+                "surname_gen": "language"}
 DEFAULT_TOP_K = {"sentiment": 1, "surname": 3, "speaker": 1}
 GENERATE_DEFAULTS = {"length": 200, "temperature": 0.8, "seed": -1}
+NAMES_DEFAULTS = {"n": 5, "temperature": 0.8, "seed": -1}
+MODULE_KINDS = {"charlm": ("CharLanguageModel",), "surname_gen": ("SurnameGenerator",)}
 
 # the script MLflow stores in the model directory and runs on loading ("models from code")
 MODEL_CODE = """\
@@ -61,7 +64,7 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
         self.task = (context.model_config or {}).get("task")
         if self.task not in TASKS:
             raise RnnlabError(f"model config: task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        kinds = ("CharLanguageModel",) if self.task == "charlm" else ("SequenceClassifier", "BagClassifier")
+        kinds = MODULE_KINDS.get(self.task, ("SequenceClassifier", "BagClassifier"))
         self.model = load_checkpoint(context.artifacts["checkpoint"], task=self.task, kinds=kinds)
 
     def predict(self, context, model_input, params: dict | None = None):
@@ -76,6 +79,8 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
         values = input_values(model_input, INPUT_COLUMN[self.task])
         if self.task == "charlm":
             return self._generate(values, params)
+        if self.task == "surname_gen":
+            return self._names(values, params)
         labels = self.model.hparams["labels"]
         top_k = int(params.get("top_k") or DEFAULT_TOP_K[self.task])
         if not 1 <= top_k <= len(labels):
@@ -107,6 +112,18 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
             texts.append(self.model.generate(prompt, int(p["length"]), float(p["temperature"]),
                                              seed=None if seed < 0 else seed))
         return pd.DataFrame({"text": texts})
+
+
+    def _names(self, languages: list, params: dict) -> pd.DataFrame:
+        p = {**NAMES_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+        seed = int(p["seed"])
+        names = []
+        for i, language in enumerate(languages):
+            if not isinstance(language, str):
+                raise RnnlabError(f"language {i}: expected a string, got {type(language).__name__} {language!r}")
+            names.append(self.model.generate(language, int(p["n"]), float(p["temperature"]),
+                                             seed=None if seed < 0 else seed))
+        return pd.DataFrame({"language": list(languages), "names": names})
 
 
 def input_values(model_input, column: str) -> list:
@@ -180,6 +197,13 @@ def signature_and_example(task: str, checkpoint: str | Path) -> tuple[ModelSigna
                               ParamSpec("temperature", "double", GENERATE_DEFAULTS["temperature"]),
                               ParamSpec("seed", "long", GENERATE_DEFAULTS["seed"])])
         return ModelSignature(inputs, outputs, params), pd.DataFrame({"prompt": ["ROMEO:\n"]})
+    if task == "surname_gen":
+        inputs = Schema([ColSpec("string")])
+        outputs = Schema([ColSpec("string", "language"), ColSpec(Array("string"), "names")])
+        params = ParamSchema([ParamSpec("n", "long", NAMES_DEFAULTS["n"]),
+                              ParamSpec("temperature", "double", NAMES_DEFAULTS["temperature"]),
+                              ParamSpec("seed", "long", NAMES_DEFAULTS["seed"])])
+        return ModelSignature(inputs, outputs, params), pd.DataFrame({"language": [hparams["labels"][0]]})
     if task == "speaker":
         inputs = Schema([ColSpec(Array(Array("double")), "frames")])
         mean = [float(m) for m in hparams["standardise"]["mean"]]
