@@ -25,11 +25,11 @@ def sh(cwd: Path, *cmd: str) -> str:
     return result.stdout + result.stderr
 
 
-TARGETS = ("evaluate", "evaluate_classifier")
+TARGETS = ("evaluate", "evaluate_classifier", "evaluate_forecast")
 LABELLED = ("sentiment", "speaker", "surname")
 CLASSIFIER_STAGES = {f"{stage}@{task}" for stage in ("train_classifier", "evaluate_classifier") for task in LABELLED}
-TASK_STAGES = {f"{stage}@{task}" for stage in ("pull", "preprocess") for task in ("charlm", *LABELLED)} | {
-    "train", "evaluate"} | CLASSIFIER_STAGES
+TASK_STAGES = {f"{stage}@{task}" for stage in ("pull", "preprocess") for task in ("charlm", *LABELLED, "forecast")} | {
+    "train", "evaluate", "train_forecast", "evaluate_forecast"} | CLASSIFIER_STAGES
 
 
 def stages_run(output: str) -> set[str]:
@@ -41,6 +41,7 @@ def write_params(root: Path, **train) -> None:
     params["train"].update(experiment="smoke", **train)
     for task in LABELLED:
         params["classify"][task]["experiment"] = "smoke_classifier"
+    params["forecast"]["experiment"] = "smoke_forecast"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -73,6 +74,11 @@ def test_dvc_pipeline_end_to_end(tmp_path):
         assert (root / "metrics" / f"{task}_confusion.csv").read_text().startswith("actual,predicted\n")
         assert (root / "reports" / f"{task}_errors.csv").read_text().startswith("input,actual,predicted,probability")
         assert {p.name for p in (root / "models" / task).iterdir()} == {"model.ckpt", "baseline.ckpt", "run.json"}
+    forecast = json.loads((root / "metrics" / "forecast.json").read_text())
+    assert set(forecast["test"]) == {"co2", "sunspots"}
+    assert set(forecast["baseline"]["sunspots"]) == {"naive", "autoreg"}
+    assert (root / "reports" / "figures" / "forecast.png").is_file()
+    assert (root / "metrics" / "forecast_curves.csv").is_file()
 
     client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
@@ -90,11 +96,11 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert stages_run(sh(root, "dvc", "repro", *TARGETS)) == {"train", "evaluate"}
     with open(root / "conf" / "model" / "gru.yaml", "a") as f:
         f.write("# an edit under conf/\n")
-    # a stage reads only the conf/ files its task composes: the char LM (now gru) and sentiment (gru) go
-    # stale, the lstm tasks do not
+    # a stage reads only the conf/ files its task composes: the char LM (now gru), sentiment and forecast (gru)
+    # go stale, the lstm tasks do not
     assert stages_run(sh(root, "dvc", "repro", "evaluate")) == {"train", "evaluate"}
     assert set(re.findall(r"^([\w@]+):", sh(root, "dvc", "status", "--with-deps", *TARGETS), re.M)) == {
-        "train_classifier@sentiment", "evaluate_classifier@sentiment"}
+        "train_classifier@sentiment", "evaluate_classifier@sentiment", "train_forecast", "evaluate_forecast"}
 
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "baseline")

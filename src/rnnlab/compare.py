@@ -22,6 +22,7 @@ TASK_METRICS = {
     "sentiment": ("test_accuracy", "val_acc"),
     "speaker": ("test_accuracy", "val_acc"),
     "surname": ("test_accuracy", "val_acc"),
+    "forecast": ("test_co2_mae", "val_mae"),
 }
 CURVE_METRIC = "val_loss"
 # lower is better when the name holds one of these

@@ -3,7 +3,9 @@ metrics/<task>.json, the reports, and the MLflow runs that trained the models.
 
 A character language model: bits per character and perplexity, and a generated sample. A classifier:
 accuracy, macro-F1 and per-class precision/recall of the recurrent model, the same headline scores of its
-one-to-one baseline and the majority-class accuracy, a confusion CSV and the misclassified test rows.
+one-to-one baseline and the majority-class accuracy, a confusion CSV and the misclassified test rows. A
+forecaster: MAE and RMSE per series on its test horizon (and validation stretch), the same for the
+task's statistical baselines fitted here, a CSV of every forecast and a PNG of history, truth and forecasts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torchmetrics.functional.classification import (multiclass_accuracy, multicl
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import check_fits, load_checkpoint
 from rnnlab.io import write_json, write_text
+from rnnlab.shapes.forecasting import Forecaster
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.tracking import load_run_ref
 
@@ -41,6 +44,10 @@ def run_evaluate(cfg: DictConfig) -> dict:
     client = mlflow.MlflowClient(cfg.logger.tracking_uri)
     if isinstance(models["model"], CharLanguageModel):
         scores = score_language_model(models["model"], dm, cfg, runs.get("model"), client)
+    elif isinstance(models["model"], Forecaster):
+        from rnnlab.forecast_report import score_forecaster  # statsmodels and matplotlib: this task only
+
+        scores = score_forecaster(models["model"], dm, cfg, runs.get("model"), client)
     else:
         scores = score_classifiers(models, dm, cfg, runs, client)
     write_json(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}.json", scores)
