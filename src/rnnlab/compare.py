@@ -23,6 +23,7 @@ TASK_METRICS = {
     "speaker": ("test_accuracy", "val_acc"),
     "surname": ("test_accuracy", "val_acc"),
     "surname_gen": ("test_bpc", "val_bpc"),
+    "forecast": ("test_co2_mae", "val_mae"),
 }
 CURVE_METRIC = "val_loss"
 # lower is better when the name holds one of these

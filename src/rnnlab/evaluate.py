@@ -6,7 +6,9 @@ A character language model: bits per character and perplexity, and a generated s
 bits per character (overall and per language), and names sampled for every language, scored for novelty and by
 the many-to-one surname classifier. A classifier:
 accuracy, macro-F1 and per-class precision/recall of the recurrent model, the same headline scores of its
-one-to-one baseline and the majority-class accuracy, a confusion CSV and the misclassified test rows.
+one-to-one baseline and the majority-class accuracy, a confusion CSV and the misclassified test rows. A
+forecaster: MAE and RMSE per series on its test horizon (and validation stretch), the same for the
+task's statistical baselines fitted here, a CSV of every forecast and a PNG of history, truth and forecasts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rnnlab.io import write_json, write_text
 from rnnlab.predict import encode_tokens, probabilities
 from rnnlab.pyfunc import TASKS as PYFUNC_TASKS
 from rnnlab.registry import register
+from rnnlab.shapes.forecasting import Forecaster
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.shapes.one_to_many import SurnameGenerator
 from rnnlab.tracking import load_run_ref
@@ -52,6 +55,10 @@ def run_evaluate(cfg: DictConfig) -> dict:
         scores = score_language_model(models["model"], dm, cfg, runs.get("model"), client)
     elif isinstance(models["model"], SurnameGenerator):
         scores = score_generator(models["model"], dm, cfg, runs.get("model"), client)
+    elif isinstance(models["model"], Forecaster):
+        from rnnlab.forecast_report import score_forecaster  # statsmodels and matplotlib: this task only
+
+        scores = score_forecaster(models["model"], dm, cfg, runs.get("model"), client)
     else:
         scores = score_classifiers(models, dm, cfg, runs, client)
     write_json(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}.json", scores)

