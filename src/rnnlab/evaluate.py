@@ -22,8 +22,10 @@ from torchmetrics.functional.classification import (multiclass_accuracy, multicl
 
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import check_fits, load_checkpoint
+from rnnlab.evaluate_translate import score_translator
 from rnnlab.io import write_json, write_text
 from rnnlab.shapes.many_to_many import CharLanguageModel
+from rnnlab.shapes.seq2seq import Seq2SeqTranslator
 from rnnlab.tracking import load_run_ref
 
 
@@ -41,6 +43,8 @@ def run_evaluate(cfg: DictConfig) -> dict:
     client = mlflow.MlflowClient(cfg.logger.tracking_uri)
     if isinstance(models["model"], CharLanguageModel):
         scores = score_language_model(models["model"], dm, cfg, runs.get("model"), client)
+    elif isinstance(models["model"], Seq2SeqTranslator):
+        scores = score_translator(models["model"], dm, cfg, runs.get("model"), client)
     else:
         scores = score_classifiers(models, dm, cfg, runs, client)
     write_json(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}.json", scores)
