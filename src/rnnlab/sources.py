@@ -158,8 +158,8 @@ def extract_deb(deb: Path, target: Path, prefix: str = "") -> list[Path]:
                 dest = (target / name).resolve()
                 if Path(member.name).is_absolute() or (dest != target and target not in dest.parents):
                     raise RnnlabError(f"{deb}: member {member.name!r} would be written outside {target}")
-                if member.issym() or member.islnk():
-                    link = (dest.parent / member.linkname).resolve()
+                if member.issym() or member.islnk():  # a hard link names a member, a symlink a relative path
+                    link = ((target if member.islnk() else dest.parent) / member.linkname).resolve()
                     if target not in link.parents:
                         raise RnnlabError(f"{deb}: link {member.name!r} -> {member.linkname!r} leaves {target}")
                     continue  # the modules are plain files: links are not needed
