@@ -23,6 +23,13 @@ SLICES = {
     "forecast": (ROOT / "tests" / "fixtures" / "statsmodels-0.15.0-slice.whl",
                  "6c1463b644d17f8590337fb9adacd832b1857d39203e0703c01d550d993512bd"),
 }
+# the translate task's two Debian packages, sliced by tests/fixtures/make_translate_fixtures.py: a few chapters
+TRANSLATE_SLICES = [
+    (ROOT / "tests" / "fixtures" / "sword-text-kjv_14.3-1_all-slice.deb",
+     "20ae5139d8dff910079407f9a2ed79aedc66dac0ca162be9fe39f52edb6d33cc"),
+    (ROOT / "tests" / "fixtures" / "sword-text-sparv_2.60-1_all-slice.deb",
+     "53e9721f76057da176a325aa2ea6610858d007dbbbd23ccff9b56ee72d543444"),
+]
 
 
 def slice_params(**changes) -> dict:
@@ -31,6 +38,11 @@ def slice_params(**changes) -> dict:
     params["data"]["charlm"]["source"].update(archive=str(FIXTURE), sha256=FIXTURE_SHA256)
     for task, (archive, sha256) in SLICES.items():
         params["data"][task]["source"].update(archive=str(archive), sha256=sha256)
+    translate = params["data"]["translate"]
+    for package, (archive, sha256) in zip(translate["source"]["packages"], TRANSLATE_SLICES):
+        package.update(archive=str(archive), sha256=sha256)
+    # the slice's books: Gen, Ruth, Ps, Jonah, 2John, 3John train; Obadiah validation; Philemon test
+    translate.update(splits={"validation": ["Obad"], "test": ["Phlm"]}, vocab_size=300)
     params["data"]["charlm"].update(changes)
     # the gradient lab in seconds: short sequences, tiny models, a few steps
     gradients = params["gradients"]

@@ -29,9 +29,10 @@ def known_modules() -> dict[str, type]:
     from rnnlab.shapes.many_to_one import SequenceClassifier
     from rnnlab.shapes.one_to_many import SurnameGenerator
     from rnnlab.shapes.one_to_one import BagClassifier
+    from rnnlab.shapes.seq2seq import Seq2SeqTranslator
 
     return {cls.__name__: cls for cls in (CharLanguageModel, SequenceClassifier, BagClassifier, SurnameGenerator,
-                                          Forecaster)}
+                                          Forecaster, Seq2SeqTranslator)}
 
 
 def load_checkpoint(path: str | Path, task: str | None = None, kinds: tuple[str, ...] | None = None):

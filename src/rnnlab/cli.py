@@ -20,6 +20,7 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   generate [charlm] [...]   sample text from the character model: --prompt, --length, --temperature
   generate surname ...      sample surnames of a language: --language L [-n N] [--temperature T]
   predict TASK INPUT        classify one raw input: sentiment TEXT | surname NAME | speaker FILE.csv
+  translate SENTENCE        English -> Spanish with the trained translator (--beam N, --checkpoint PATH)
   gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
   gradients report          gradient lab metrics, plots and figures (DVC stage)
@@ -44,7 +45,7 @@ def run_hydra(command: str, args: list[str]) -> None:
     from rnnlab.train import train
 
     def task(cfg):
-        if cfg.get("threads"):  # a task's small model may run faster on fewer threads (conf/task/forecast.yaml)
+        if cfg.get("threads"):  # fewer threads can be faster for a small model (conf/task/forecast.yaml)
             import torch
 
             torch.set_num_threads(int(cfg.threads))
@@ -142,6 +143,22 @@ def predict(args: list[str]) -> None:
         print(f"{label} {probability:.3f}")
 
 
+def translate(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab translate", description="Translate one English sentence into Spanish.")
+    parser.add_argument("sentence", help="the English sentence")
+    parser.add_argument("--beam", type=int, default=None, help="beam width, 1 = greedy (default: the model's)")
+    parser.add_argument("--checkpoint", default="models/translate/model.ckpt", help="default: the pipeline's model")
+    opts = parser.parse_args(args)
+    if opts.beam is not None and opts.beam < 1:
+        parser.error(f"--beam must be >= 1, got {opts.beam}")
+    if not opts.sentence.strip():
+        parser.error("empty sentence: give an English sentence to translate")
+    from rnnlab.checkpoint import load_checkpoint
+
+    model = load_checkpoint(opts.checkpoint, task="translate", kinds=("Seq2SeqTranslator",))
+    print(model.translate(opts.sentence, opts.beam))
+
+
 def gradients(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab gradients", description="The gradient lab's DVC stages.")
     parser.add_argument("experiment", choices=["adding", "exploding", "report"])
@@ -220,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
             generate(rest)
         elif command == "predict":
             predict(rest)
+        elif command == "translate":
+            translate(rest)
         elif command == "gradients":
             gradients(rest)
         elif command == "compare":

@@ -27,6 +27,7 @@ from torchmetrics.functional.classification import (multiclass_accuracy, multicl
 
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import check_fits, load_checkpoint
+from rnnlab.evaluate_translate import score_translator
 from rnnlab.io import write_json, write_text
 from rnnlab.predict import encode_tokens, probabilities
 from rnnlab.pyfunc import TASKS as PYFUNC_TASKS
@@ -34,6 +35,7 @@ from rnnlab.registry import register
 from rnnlab.shapes.forecasting import Forecaster
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.shapes.one_to_many import SurnameGenerator
+from rnnlab.shapes.seq2seq import Seq2SeqTranslator
 from rnnlab.tracking import load_run_ref
 from rnnlab.validate import check_config
 
@@ -59,6 +61,8 @@ def run_evaluate(cfg: DictConfig) -> dict:
         from rnnlab.forecast_report import score_forecaster  # statsmodels and matplotlib: this task only
 
         scores = score_forecaster(models["model"], dm, cfg, runs.get("model"), client)
+    elif isinstance(models["model"], Seq2SeqTranslator):
+        scores = score_translator(models["model"], dm, cfg, runs.get("model"), client)
     else:
         scores = score_classifiers(models, dm, cfg, runs, client)
     write_json(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}.json", scores)

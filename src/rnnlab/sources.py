@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from rnnlab import RnnlabError
@@ -64,3 +69,110 @@ def pypi_download(requirement: str, sha256: str, archive: str | None, options: l
         path = files[0]
     verify_sha256(path, sha256)
     return path
+
+
+# --- Debian packages (translate: the sword Bible modules). Fetched from the archive's pool by URL, with
+# `apt-get download` as the fallback: the URL works on any machine with HTTPS (CI's Ubuntu runners, whose
+# apt sources hold other versions, macOS), and the pinned sha256 is checked whichever way the file came.
+DEBIAN_POOL = "https://deb.debian.org/debian/pool/main"
+
+
+def debian_cache() -> Path:
+    root = os.environ.get("RNNLAB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnlab"
+    return Path(root) / "debian"
+
+
+def debian_pool_url(package: str, version: str, arch: str = "all") -> str:
+    prefix = package[:4] if package.startswith("lib") else package[0]
+    return f"{DEBIAN_POOL}/{prefix}/{package}/{package}_{version}_{arch}.deb"
+
+
+def debian_package(package: str, version: str, sha256: str, archive: str | None = None, arch: str = "all") -> Path:
+    """Return a verified .deb of `package` at exactly `version`, from the cache when it holds a verified copy.
+
+    `archive` names a local copy to use instead (offline tests, mirrors); it must match `sha256` as well.
+    """
+    if archive:
+        path = Path(archive)
+        if not path.is_file():
+            raise RnnlabError(f"archive not found: {path}")
+        verify_sha256(path, sha256)
+        return path
+    cache = debian_cache()
+    path = cache / f"{package}_{version}_{arch}.deb"
+    if path.is_file() and sha256_of(path) == sha256.lower():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="rnnlab-deb-", dir=cache) as tmp:
+        tmp_path = Path(tmp) / path.name
+        url = debian_pool_url(package, version, arch)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp_path, "wb") as f:
+                shutil.copyfileobj(response, f)
+        except OSError as e:
+            errors.append(f"{url}: {e}")
+            tmp_path.unlink(missing_ok=True)
+        if not tmp_path.is_file() and shutil.which("apt-get"):
+            result = subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp,
+                                    capture_output=True, text=True)
+            found = list(Path(tmp).glob(f"{package}_*.deb"))
+            if result.returncode == 0 and len(found) == 1:
+                found[0].rename(tmp_path)
+            else:
+                errors.append(f"apt-get download {package}={version}: {result.stderr.strip()[-300:]}")
+        if not tmp_path.is_file():
+            raise RnnlabError(f"cannot download {package}={version}: {'; '.join(errors)}")
+        verify_sha256(tmp_path, sha256)  # before it enters the cache or anything reads it
+        os.replace(tmp_path, path)
+    return path
+
+
+def ar_members(data: bytes) -> dict[str, bytes]:
+    """The members of an ar archive (a .deb is one: debian-binary, control.tar.*, data.tar.*)."""
+    if not data.startswith(b"!<arch>\n"):
+        raise RnnlabError("not a Debian package (no ar archive header)")
+    members, pos = {}, 8
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        try:
+            size = int(header[48:58].decode("ascii").strip())
+        except ValueError as e:
+            raise RnnlabError(f"corrupt ar header for member {name!r}") from e
+        pos += 60
+        members[name] = data[pos:pos + size]
+        pos += size + (size % 2)  # members are aligned to even offsets
+    return members
+
+
+def extract_deb(deb: Path, target: Path, prefix: str = "") -> list[Path]:
+    """Extract the regular files of the package's data.tar.* (those under `prefix`) into `target`, without
+    dpkg. A member whose path is absolute or leaves `target` (.., links) stops it with an error."""
+    members = ar_members(Path(deb).read_bytes())
+    data_names = [n for n in members if n.startswith("data.tar")]
+    if len(data_names) != 1:
+        raise RnnlabError(f"{deb}: expected one data.tar.* member, found {sorted(members)}")
+    target = Path(target).resolve()
+    written = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(members[data_names[0]]), mode="r:*") as tar:
+            for member in tar.getmembers():
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                dest = (target / name).resolve()
+                if Path(member.name).is_absolute() or (dest != target and target not in dest.parents):
+                    raise RnnlabError(f"{deb}: member {member.name!r} would be written outside {target}")
+                if member.issym() or member.islnk():  # a hard link names a member, a symlink a relative path
+                    link = ((target if member.islnk() else dest.parent) / member.linkname).resolve()
+                    if target not in link.parents:
+                        raise RnnlabError(f"{deb}: link {member.name!r} -> {member.linkname!r} leaves {target}")
+                    continue  # the modules are plain files: links are not needed
+                if not member.isfile() or not name.startswith(prefix):
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                written.append(dest)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise RnnlabError(f"{deb}: cannot read {data_names[0]}: {e}") from e
+    return written

