@@ -12,6 +12,17 @@ from conftest import ROOT, compose
 from rnnlab.train import train
 
 
+def smoke_config(processed, workdir):
+    return compose("experiment=smoke", f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={workdir}/out",
+                   f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
+
+
+def only_charlm_run(workdir):
+    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
+    return run
+
+
 @pytest.mark.parametrize("model, impl", [("rnn", "torch"), ("lstm", "torch"), ("gru", "torch"),
                                          ("rnn", "scratch"), ("lstm", "scratch"), ("gru", "scratch")])
 def test_fast_dev_run_from_the_real_config(processed, tmp_path, model, impl):
@@ -82,12 +93,10 @@ def test_a_nan_loss_stops_the_run_and_marks_it_failed(processed, workdir, monkey
         return loss * float("nan") if self.global_step >= 2 else loss
 
     monkeypatch.setattr(CharLanguageModel, "training_step", poisoned)
-    cfg = compose("experiment=smoke", f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={workdir}/out",
-                  f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
+    cfg = smoke_config(processed, workdir)
     with pytest.raises(RnnlabError, match="charlm model diverged: training loss is nan at step 3"):
         train(cfg)
-    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
+    run = only_charlm_run(workdir)
     assert run.info.status == "FAILED" and run.data.tags["diverged"].startswith("training loss is nan")
     assert not (workdir / "out" / "model" / "model.ckpt").exists()
 
@@ -119,11 +128,9 @@ def test_a_crash_marks_the_mlflow_run_failed(processed, workdir, monkeypatch):
         raise RuntimeError("loss exploded")
 
     monkeypatch.setattr(CharLanguageModel, "training_step", boom)
-    cfg = compose("experiment=smoke", f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={workdir}/out",
-                  f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
+    cfg = smoke_config(processed, workdir)
     with pytest.raises(RuntimeError, match="loss exploded"):
         train(cfg)
-    client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
+    run = only_charlm_run(workdir)
     assert run.info.status == "FAILED"
     assert not (workdir / "out" / "model").exists()

@@ -90,14 +90,19 @@ def generate(args: list[str]) -> None:
     generate_text(args[1:] if args and args[0] == "charlm" else args)
 
 
+def sampling_options(parser: argparse.ArgumentParser, checkpoint: str) -> argparse.ArgumentParser:
+    """What every sampling command takes: temperature, checkpoint and seed."""
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default: %(default)s)")
+    parser.add_argument("--checkpoint", default=checkpoint, help="default: the pipeline's model")
+    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+    return parser
+
+
 def generate_text(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab generate charlm", description="Sample text from a character model.")
     parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default: %(default)s)")
     parser.add_argument("--length", type=int, default=400, help="characters to add (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default: %(default)s)")
-    parser.add_argument("--checkpoint", default="models/charlm/model.ckpt", help="default: the pipeline's model")
-    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
-    opts = parser.parse_args(args)
+    opts = sampling_options(parser, "models/charlm/model.ckpt").parse_args(args)
     if opts.length < 0:
         parser.error(f"--length must be >= 0, got {opts.length}")
     check_temperature(parser, opts.temperature)
@@ -111,11 +116,8 @@ def generate_surnames(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab generate surname", description="Sample surnames of a language.")
     parser.add_argument("--language", required=True, help="one of the languages the model was trained on")
     parser.add_argument("-n", type=int, default=10, help="how many names (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default: %(default)s)")
     parser.add_argument("--max-length", type=int, default=None, help="characters at most (default: the model's)")
-    parser.add_argument("--checkpoint", default="models/surname_gen/model.ckpt", help="default: the pipeline's model")
-    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
-    opts = parser.parse_args(args)
+    opts = sampling_options(parser, "models/surname_gen/model.ckpt").parse_args(args)
     if opts.n < 1:
         parser.error(f"-n must be >= 1, got {opts.n}")
     check_temperature(parser, opts.temperature)
