@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import datasets
 import yaml
 
 from rnnlab import RnnlabError
@@ -69,6 +70,9 @@ def pull(task: str, params_file: str | Path = "params.yaml") -> None:
 
 def preprocess(task: str, params_file: str | Path = "params.yaml") -> None:
     p = task_params(task, params_file)
+    # a transform of a dataset loaded from data/raw/TASK would write its cache files there, changing the pull
+    # stage's output; with caching off they go to a temporary folder
+    datasets.disable_caching()
     if task == "translate":
         preprocess_translate(p)
         return
