@@ -40,7 +40,7 @@ def test_token_vocab_pads_with_0_and_maps_unknown_to_1(tmp_path):
 
 def test_every_task_has_a_data_section_and_a_bad_key_is_named(workdir):
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    assert set(stages.TASKS) == {"charlm", "sentiment", "speaker", "surname"} <= set(params["data"])
+    assert set(stages.TASKS) == {"charlm", "sentiment", "speaker", "surname", "forecast", "translate"} <= set(params["data"])
     params["data"]["surname"]["min_nmes"] = 3
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(RnnlabError, match="data.surname: .*'min_nmes'"):

@@ -182,7 +182,7 @@ def gradients(args: list[str]) -> None:
 
 def compare(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab compare", description="Compare the MLflow runs of a task.")
-    parser.add_argument("task", help="charlm | sentiment | speaker | surname | surname_gen | forecast")
+    parser.add_argument("task", help="charlm | sentiment | speaker | surname | surname_gen | forecast | translate")
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs with this tag, e.g. cell=lstm or role=model (repeatable)")
     parser.add_argument("--metric", help="sort by this metric (default: test_bpc for charlm and surname_gen, "

@@ -24,10 +24,11 @@ TASK_METRICS = {
     "surname": ("test_accuracy", "val_acc"),
     "surname_gen": ("test_bpc", "val_bpc"),
     "forecast": ("test_co2_mae", "val_mae"),
+    "translate": ("test_bleu", "val_ppl"),
 }
 CURVE_METRIC = "val_loss"
 # lower is better when the name holds one of these
-LOWER_IS_BETTER = ("loss", "bpc", "perplexity", "mse", "mae", "error")
+LOWER_IS_BETTER = ("loss", "bpc", "perplexity", "ppl", "mse", "mae", "error")
 # column -> the param names that hold it, first found wins: the module's own hparams (the run's model, also for
 # a baseline), then the flattened Hydra config ({section} is "baseline" for a baseline run, else "model")
 PARAM_COLUMNS = {
