@@ -273,3 +273,21 @@ def test_cli_errors_are_one_line_with_exit_2(trained, argv, message, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_pyfunc_model_translates_like_the_checkpoint(trained, tmp_path):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from rnnlab.checkpoint import load_checkpoint
+    from rnnlab.pyfunc import save_pyfunc
+
+    ckpt = trained / "model" / "model.ckpt"
+    model = mlflow.pyfunc.load_model(str(save_pyfunc("translate", ckpt, tmp_path / "translate")))
+    net = load_checkpoint(ckpt, task="translate")
+    sentences = ["In the beginning God created the heaven and the earth.", "And the earth was without form."]
+    out = model.predict(sentences, params={"beam_width": 2})
+    assert list(out["translation"]) == [net.translate(s, 2) for s in sentences]
+    assert model.predict(sentences[:1])["translation"][0] == net.translate(sentences[0])
+    with pytest.raises(MlflowException, match="empty sentence"):
+        model.predict(["  "])

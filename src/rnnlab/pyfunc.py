@@ -39,13 +39,14 @@ from rnnlab import RnnlabError
 from rnnlab.checkpoint import load_checkpoint
 from rnnlab.predict import check_length, encode, standardise, top_labels
 
-TASKS = ("sentiment", "surname", "speaker", "charlm", "surname_gen")
+TASKS = ("sentiment", "surname", "speaker", "charlm", "surname_gen", "translate")
 INPUT_COLUMN = {"sentiment": "text", "surname": "text", "speaker": "frames", "charlm": "prompt",
-                "surname_gen": "language"}
+                "surname_gen": "language", "translate": "text"}
 DEFAULT_TOP_K = {"sentiment": 1, "surname": 3, "speaker": 1}
 GENERATE_DEFAULTS = {"length": 200, "temperature": 0.8, "seed": -1}
 NAMES_DEFAULTS = {"n": 5, "temperature": 0.8, "seed": -1}
-MODULE_KINDS = {"charlm": ("CharLanguageModel",), "surname_gen": ("SurnameGenerator",)}
+MODULE_KINDS = {"charlm": ("CharLanguageModel",), "surname_gen": ("SurnameGenerator",),
+                "translate": ("Seq2SeqTranslator",)}
 
 # the script MLflow stores in the model directory and runs on loading ("models from code")
 MODEL_CODE = """\
@@ -81,6 +82,8 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
             return self._generate(values, params)
         if self.task == "surname_gen":
             return self._names(values, params)
+        if self.task == "translate":
+            return self._translate(values, params)
         labels = self.model.hparams["labels"]
         top_k = int(params.get("top_k") or DEFAULT_TOP_K[self.task])
         if not 1 <= top_k <= len(labels):
@@ -124,6 +127,18 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
             names.append(self.model.generate(language, int(p["n"]), float(p["temperature"]),
                                              seed=None if seed < 0 else seed))
         return pd.DataFrame({"language": list(languages), "names": names})
+
+
+    def _translate(self, sentences: list, params: dict) -> pd.DataFrame:
+        beam = int(params.get("beam_width") or 0)  # 0: the model's own beam width
+        if beam < 0:
+            raise RnnlabError(f"beam_width must be >= 1 (or 0: the model's), got {beam}")
+        out = []
+        for i, sentence in enumerate(sentences):
+            if not isinstance(sentence, str):
+                raise RnnlabError(f"sentence {i}: expected a string, got {type(sentence).__name__} {sentence!r}")
+            out.append(self.model.translate(sentence, beam or None))
+        return pd.DataFrame({"translation": out})
 
 
 def input_values(model_input, column: str) -> list:
@@ -197,6 +212,12 @@ def signature_and_example(task: str, checkpoint: str | Path) -> tuple[ModelSigna
                               ParamSpec("temperature", "double", GENERATE_DEFAULTS["temperature"]),
                               ParamSpec("seed", "long", GENERATE_DEFAULTS["seed"])])
         return ModelSignature(inputs, outputs, params), pd.DataFrame({"prompt": ["ROMEO:\n"]})
+    if task == "translate":
+        inputs = Schema([ColSpec("string")])
+        outputs = Schema([ColSpec("string", "translation")])
+        params = ParamSchema([ParamSpec("beam_width", "long", 0)])
+        example = pd.DataFrame({"text": ["In the beginning God created the heaven and the earth."]})
+        return ModelSignature(inputs, outputs, params), example
     if task == "surname_gen":
         inputs = Schema([ColSpec("string")])
         outputs = Schema([ColSpec("string", "language"), ColSpec(Array("string"), "names")])
