@@ -106,39 +106,37 @@ class RnnlabModel(mlflow.pyfunc.PythonModel):
         return steps
 
     def _generate(self, prompts: list, params: dict) -> pd.DataFrame:
-        p = {**GENERATE_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-        seed = int(p["seed"])
-        texts = []
-        for i, prompt in enumerate(prompts):
-            if not isinstance(prompt, str):
-                raise RnnlabError(f"prompt {i}: expected a string, got {type(prompt).__name__} {prompt!r}")
-            texts.append(self.model.generate(prompt, int(p["length"]), float(p["temperature"]),
-                                             seed=None if seed < 0 else seed))
-        return pd.DataFrame({"text": texts})
-
+        p, seed = sampling(GENERATE_DEFAULTS, params)
+        return pd.DataFrame({"text": [self.model.generate(prompt, int(p["length"]), float(p["temperature"]), seed=seed)
+                                      for prompt in strings(prompts, "prompt")]})
 
     def _names(self, languages: list, params: dict) -> pd.DataFrame:
-        p = {**NAMES_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-        seed = int(p["seed"])
-        names = []
-        for i, language in enumerate(languages):
-            if not isinstance(language, str):
-                raise RnnlabError(f"language {i}: expected a string, got {type(language).__name__} {language!r}")
-            names.append(self.model.generate(language, int(p["n"]), float(p["temperature"]),
-                                             seed=None if seed < 0 else seed))
+        p, seed = sampling(NAMES_DEFAULTS, params)
+        names = [self.model.generate(language, int(p["n"]), float(p["temperature"]), seed=seed)
+                 for language in strings(languages, "language")]
         return pd.DataFrame({"language": list(languages), "names": names})
-
 
     def _translate(self, sentences: list, params: dict) -> pd.DataFrame:
         beam = int(params.get("beam_width") or 0)  # 0: the model's own beam width
         if beam < 0:
             raise RnnlabError(f"beam_width must be >= 1 (or 0: the model's), got {beam}")
-        out = []
-        for i, sentence in enumerate(sentences):
-            if not isinstance(sentence, str):
-                raise RnnlabError(f"sentence {i}: expected a string, got {type(sentence).__name__} {sentence!r}")
-            out.append(self.model.translate(sentence, beam or None))
-        return pd.DataFrame({"translation": out})
+        return pd.DataFrame({"translation": [self.model.translate(sentence, beam or None)
+                                             for sentence in strings(sentences, "sentence")]})
+
+
+def strings(values: list, what: str) -> list[str]:
+    """The inputs of a text-in model, each checked to be a string."""
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise RnnlabError(f"{what} {i}: expected a string, got {type(value).__name__} {value!r}")
+    return values
+
+
+def sampling(defaults: dict, params: dict) -> tuple[dict, int | None]:
+    """The sampling params over their defaults, and the seed (a negative one: unseeded)."""
+    p = {**defaults, **{k: v for k, v in params.items() if v is not None}}
+    seed = int(p["seed"])
+    return p, None if seed < 0 else seed
 
 
 def input_values(model_input, column: str) -> list:
