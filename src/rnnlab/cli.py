@@ -200,7 +200,7 @@ def compare(args: list[str]) -> None:
 
 def serve(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab serve", description="Serve a registered model with MLflow's scoring server.")
-    parser.add_argument("task", help="charlm | sentiment | speaker | surname")
+    parser.add_argument("task", help="charlm | sentiment | speaker | surname | surname_gen | translate")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--alias", default="champion", help="the registered version to serve (default: %(default)s)")
     which.add_argument("--version", type=int, help="serve this version number instead of the alias")
