@@ -5,6 +5,7 @@ import csv
 import json
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
@@ -100,7 +101,10 @@ def test_balance_options(project):
     counts = plain.counts
     assert len(weights) == len(counts) and sum(w * n for w, n in zip(weights, counts)) == pytest.approx(counts.sum())
     sampled = LabelledDataModule("surname", processed, balance="sampler").train_dataloader()
-    assert type(sampled.sampler).__name__ == "WeightedRandomSampler"
+    assert type(sampled.sampler).__name__ == "WeightedSampler"
+    rows = [int(label) for *_, labels in sampled for label in labels]
+    # rare classes drawn about as often as common ones: the most common class's share falls
+    assert max(np.bincount(rows)) / len(rows) < max(counts) / counts.sum()
     with pytest.raises(RnnlabError, match="data.balance must be null, class_weights or sampler, got 'oversample'"):
         LabelledDataModule("surname", processed, balance="oversample")
 

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader, TensorDataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.data.labelled import load_raw, read_json
@@ -233,7 +234,7 @@ class ForecastDataModule(L.LightningDataModule):
                           for name in self.names}}
 
     def train_dataloader(self):
-        return DataLoader(self.data["train"], self.batch_size, shuffle=True)
+        return StatefulDataLoader(self.data["train"], self.batch_size, shuffle=True)
 
     def val_dataloader(self):
         return DataLoader(self.data["validation"], len(self.data["validation"]))

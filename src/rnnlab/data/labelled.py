@@ -12,10 +12,12 @@ import lightning as L
 import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.data.padding import SEQUENCE_KEYS, collate
+from rnnlab.data.sampling import WeightedSampler
 from rnnlab.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
@@ -142,10 +144,9 @@ class LabelledDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         if self.balance != "sampler":
-            return DataLoader(self.data["train"], self.batch_size, shuffle=True, collate_fn=collate)
-        weights = [1.0 / self.counts[label] for _, label in self.data["train"]]
-        sampler = WeightedRandomSampler(weights, num_samples=len(weights), replacement=True)
-        return DataLoader(self.data["train"], self.batch_size, sampler=sampler, collate_fn=collate)
+            return StatefulDataLoader(self.data["train"], self.batch_size, shuffle=True, collate_fn=collate)
+        sampler = WeightedSampler([1.0 / self.counts[label] for _, label in self.data["train"]])
+        return StatefulDataLoader(self.data["train"], self.batch_size, sampler=sampler, collate_fn=collate)
 
     def _eval_loader(self, split: str) -> DataLoader:
         # in row order: predictions line up with the rows of the split

@@ -12,7 +12,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.data.shakespeare import load_split
@@ -54,7 +55,7 @@ class CharStreamDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int) -> DataLoader:
         windows = StreamWindows(load_split(self.processed_dir, split), batch_size, self.seq_len)
         # batch_size=None: each item already is a whole (streams x seq_len) batch, served in order
-        return DataLoader(windows, batch_size=None, shuffle=False)
+        return StatefulDataLoader(windows, batch_size=None, shuffle=False)  # its position is in the checkpoints
 
     def train_dataloader(self):
         return self._loader("train", self.batch_size)

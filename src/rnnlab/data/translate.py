@@ -24,9 +24,11 @@ import lightning as L
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.data.sampling import ResumableSampler
 from rnnlab.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
@@ -233,22 +235,22 @@ def collate(batch):
             pad_sequence(tgt, batch_first=True, padding_value=PAD))
 
 
-class BucketSampler(Sampler):
+class BucketSampler(ResumableSampler):
     """Batches of similar length (less padding): shuffle, cut into pools of `pool` batches, sort each pool by
-    length, then shuffle the batches. Draws from torch's global generator (seeded by seed_everything)."""
+    length, then shuffle the batches."""
 
     def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 50):
+        super().__init__()
         self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
 
-    def __iter__(self):
-        order = torch.randperm(len(self.lengths)).tolist()
+    def draw(self) -> list[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
         size = self.batch_size * self.pool
         batches = []
         for start in range(0, len(order), size):
             chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        for i in torch.randperm(len(batches)).tolist():
-            yield batches[i]
+        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
 
     def __len__(self):
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
@@ -286,9 +288,10 @@ class TranslationDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         if not self.bucket:
-            return DataLoader(self.data["train"], self.batch_size, shuffle=True, collate_fn=collate)
+            return StatefulDataLoader(self.data["train"], self.batch_size, shuffle=True, collate_fn=collate)
         lengths = [len(s) + len(t) for s, t in self.data["train"]]
-        return DataLoader(self.data["train"], batch_sampler=BucketSampler(lengths, self.batch_size), collate_fn=collate)
+        return StatefulDataLoader(self.data["train"], batch_sampler=BucketSampler(lengths, self.batch_size),
+                                  collate_fn=collate)
 
     def _eval_loader(self, split: str) -> DataLoader:
         return DataLoader(self.data[split], self.eval_batch_size, shuffle=False, collate_fn=collate)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import lightning as L
+from lightning.pytorch.utilities import move_data_to_device
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,6 +94,18 @@ class CharLanguageModel(CharacterModel):
     # the carried state must not leak from one epoch (or one split) into the next
     def on_train_epoch_start(self):
         self._state.pop("train", None)
+
+    # a run resumed mid-epoch (Lightning then skips on_train_epoch_start) carries on with the saved state
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if not self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            checkpoint["carried_state"] = self._state.get("train")
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._state["train"] = checkpoint.get("carried_state")
+
+    def on_train_start(self):
+        self._state["train"] = move_data_to_device(self._state.get("train"), self.device)  # loaded on the CPU
 
     def on_validation_epoch_start(self):
         self._state.pop("val", None)
