@@ -210,8 +210,9 @@ def serve(args: list[str]) -> None:
     if not 0 < opts.port < 65536:
         parser.error(f"--port must be 1-65535, got {opts.port}")
     from rnnlab.registry import model_uri, serve_command
-    from rnnlab.tracking import redact, tracking_uri
+    from rnnlab.tracking import check_reachable, redact, tracking_uri
 
+    check_reachable(tracking_uri())  # MLflow's client retries a server that does not answer for minutes
     uri = model_uri(opts.task, tracking_uri(), opts.alias, opts.version)
     command = serve_command(uri, opts.host, opts.port)
     print(f"serving {uri} from {redact(tracking_uri())} on http://{opts.host}:{opts.port}/invocations", flush=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rnnlab import RnnlabError
 from rnnlab.io import atomic_path
-from rnnlab.tracking import tracking_uri
+from rnnlab.tracking import check_reachable, tracking_uri
 
 # task -> (the test metric that ranks its runs, the validation score beside val_loss: `val_metric` in conf/task/)
 TASK_METRICS = {
@@ -92,11 +92,14 @@ def filter_string(tags: dict[str, str], include_all: bool = False) -> str:
 
 
 def check_store(uri: str) -> None:
-    """A missing SQLite file is an error, not a new empty store created as a side effect."""
+    """A missing SQLite file is an error, not a new empty store created as a side effect; a tracking server
+    that does not answer fails fast (MLflow's client retries it for minutes)."""
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):].split("?")[0])
         if not path.is_file():
             raise RnnlabError(f"no tracking store: {path} does not exist (MLFLOW_TRACKING_URI={uri})")
+    else:
+        check_reachable(uri)
 
 
 def find_runs(task: str, tags: dict[str, str] | None = None, metric: str | None = None,

@@ -109,7 +109,9 @@ def score_language_model(model: CharLanguageModel, dm, cfg: DictConfig, run_id: 
 
 
 def bpc_scores(bpc: float) -> dict:
-    return {"bpc": round(bpc, 4), "perplexity": round(2**bpc, 4)}
+    # a diverged model's bpc can pass 1024, where 2**bpc overflows: inf, which run_evaluate reports
+    perplexity = math.inf if bpc >= 1024 else 2**bpc
+    return {"bpc": round(bpc, 4), "perplexity": round(perplexity, 4)}
 
 
 @torch.inference_mode()
