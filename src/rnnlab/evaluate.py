@@ -65,15 +65,18 @@ def run_evaluate(cfg: DictConfig) -> dict:
         scores = score_translator(models["model"], dm, cfg, runs.get("model"), client)
     else:
         scores = score_classifiers(models, dm, cfg, runs, client)
-    write_json(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}.json", scores)
     flat = flatten(scores)
+    for name, value in flat.items():
+        print(f"{name} {value:.4f}")
+    if not all(math.isfinite(v) for v in flat.values()):  # before writing: the last good metrics file stays
+        if runs.get("model"):
+            client.set_tag(runs["model"], "diverged", f"non-finite test scores {flat}")
+            client.set_terminated(runs["model"], "FAILED")
+        raise RnnlabError(f"non-finite scores {scores}: the model in {model_dir} diverged")
+    write_json(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}.json", scores)
     if runs.get("model"):
         for name, value in flat.items():
             client.log_metric(runs["model"], name, value)
-    for name, value in flat.items():
-        print(f"{name} {value:.4f}")
-    if not all(math.isfinite(v) for v in flat.values()):
-        raise RnnlabError(f"non-finite scores {scores}: the model in {model_dir} diverged")
     if runs.get("model") and cfg.registry.enabled:
         if cfg.task_name in PYFUNC_TASKS:
             register(cfg.task_name, model_dir / "model.ckpt", runs["model"], cfg.logger.tracking_uri,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -34,11 +33,7 @@ import yaml
 import rnnlab
 from rnnlab.cli import main
 
-# `import conftest` here finds tests/reliability/conftest.py (pytest puts this folder's conftest under that
-# name); the project's helpers live in tests/conftest.py
-_spec = importlib.util.spec_from_file_location("rnnlab_tests_conftest", Path(__file__).parents[1] / "conftest.py")
-shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shared)
+import conftest as shared  # tests/conftest.py (this folder is a package, its conftest is reliability.conftest)
 
 # the files a failed command must leave alone (data/raw: what `rnnlab pull` writes)
 OUTPUTS = ("models", "metrics", "reports", "data/processed", "data/raw")
@@ -271,6 +266,8 @@ def swap_first_symbols(key: str):
      "cannot read the processed data at {copy}"),
     ("truncated-arrow-header-surname", "surname", "test/data-00000-of-00001.arrow", truncate(lambda n: 100),
      "cannot read the processed data at {copy}"),
+    ("truncated-arrow-body-surname", "surname", "test/data-00000-of-00001.arrow", truncate(lambda n: n // 2),
+     "cannot read the processed data at {copy}"),
     ("empty-vocab-surname", "surname", "vocab.json", truncate(lambda n: 0), "cannot read {copy}/vocab.json"),
     ("empty-vocab-charlm", "charlm", "vocab.json", truncate(lambda n: 0), "cannot read vocabulary {copy}/vocab.json"),
     ("truncated-split-charlm", "charlm", "test.npy", truncate(lambda n: n // 2),
@@ -380,7 +377,9 @@ def test_a_huge_finite_loss_is_reported_not_a_traceback(bad, tmp_path):
             f"paths.model_dir={tmp_path}/model", f"paths.metrics_dir={tmp_path}/metrics",
             f"paths.reports_dir={tmp_path}/reports"]
     bad("huge-loss-charlm", argv, f"the model in {tmp_path}/model diverged",
-        checks=lambda o: {"says non-finite scores": "non-finite scores" in o.err, "one MLflow run": len(o.new_runs) == 1})
+        checks=lambda o: {"says non-finite scores": "non-finite scores" in o.err, "one MLflow run": len(o.new_runs) == 1,
+                          "the run FAILED": set(o.new_runs.values()) == {"FAILED"},
+                          "no metrics file": not (tmp_path / "metrics" / "charlm.json").exists()})
 
 
 # --- the tracking server, the disk

@@ -100,7 +100,7 @@ class LabelledDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.balance = batch_size, eval_batch_size, balance
         try:
             splits = load_from_disk(str(self.processed_dir))
-        except (FileNotFoundError, ValueError) as e:
+        except (OSError, ValueError) as e:  # missing, or an arrow file cut short
             raise RnnlabError(f"cannot read the processed data at {self.processed_dir} "
                               f"(run `rnnlab preprocess {task}` or dvc repro): {e}") from e
         missing = [s for s in SPLITS if s not in splits]
