@@ -35,9 +35,20 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise RnnlabError(f"MLflow tracking server {redact(uri)} is unreachable ({type(e).__name__}); "
                               "start it or set MLFLOW_TRACKING_URI to another store") from e
     elif uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):].split("?")[0]).parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise RnnlabError(f"MLflow store {uri}: folder {folder} does not exist or is not writable")
+        db = Path(uri[len("sqlite:///"):].split("?")[0])
+        if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
+            raise RnnlabError(f"MLflow store {uri}: folder {db.parent} does not exist or is not writable")
+        create_store(uri, db)
+
+
+def create_store(uri: str, db: Path) -> None:
+    """MLflow creates a new SQLite store's tables on first use; two processes doing that at the same moment (a
+    joblib sweep, `dvc queue start -j 2`) collide ("duplicate column name"). One at a time, under a file lock."""
+    import mlflow
+    from filelock import FileLock
+
+    with FileLock(f"{db}.lock"):
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
 
 
 @contextlib.contextmanager
