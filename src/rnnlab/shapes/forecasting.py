@@ -22,7 +22,7 @@ from torch import nn
 
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import RecordsClass
-from rnnlab.recurrent import make_rnn
+from rnnlab.recurrent import adamw_cosine, make_rnn
 from rnnlab.shapes.classification import check_sizes
 
 
@@ -105,9 +105,4 @@ class Forecaster(RecordsClass, L.LightningModule):
         return (pred[0].float().cpu() * std + mean).tolist()
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler != "cosine":
-            return optimizer
-        steps = self.trainer.estimated_stepping_batches
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(steps)))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_cosine(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.scheduler)

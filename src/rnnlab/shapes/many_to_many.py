@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import RecordsClass
 from rnnlab.data.vocab import CharVocab
-from rnnlab.recurrent import detach_state, make_rnn
+from rnnlab.recurrent import adamw_cosine, detach_state, make_rnn
 
 
 def check_temperature(temperature: float) -> None:
@@ -57,12 +57,8 @@ class CharacterModel(RecordsClass, L.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "none":
-            return opt
-        total = max(1, self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=self.hparams.lr * 0.1)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        h = self.hparams
+        return adamw_cosine(self, h.lr, h.weight_decay, h.scheduler, eta_min=h.lr * 0.1)
 
 
 class CharLanguageModel(CharacterModel):

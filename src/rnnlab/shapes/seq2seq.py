@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnlab import RnnlabError
 from rnnlab.checkpoint import RecordsClass
 from rnnlab.data.translate import BOS, EOS, PAD, load_sentencepiece
-from rnnlab.recurrent import make_rnn
+from rnnlab.recurrent import adamw_cosine, make_rnn
 
 ATTENTIONS = ("general", "additive")
 
@@ -158,12 +158,8 @@ class Seq2SeqTranslator(RecordsClass, L.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "none":
-            return opt
-        total = max(1, self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=self.hparams.lr * 0.1)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        h = self.hparams
+        return adamw_cosine(self, h.lr, h.weight_decay, h.scheduler, eta_min=h.lr * 0.1)
 
     # --- decoding
     def max_length(self, src_len: int) -> int:
