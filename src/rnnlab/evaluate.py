@@ -98,8 +98,9 @@ def flatten(scores: dict, prefix: str = "") -> dict[str, float]:
 
 
 def score_language_model(model: CharLanguageModel, dm, cfg: DictConfig, run_id: str | None, client) -> dict:
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
-                          enable_progress_bar=False, enable_model_summary=False)
+    # scoring is one process, whatever strategy trained the model
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, strategy="auto",
+                          devices=1, num_nodes=1, enable_progress_bar=False, enable_model_summary=False)
     scores = {}
     for split, run in (("val", trainer.validate), ("test", trainer.test)):
         result = run(model, datamodule=dm, verbose=False)[0]

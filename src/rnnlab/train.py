@@ -17,6 +17,7 @@ import lightning as L
 import mlflow
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import RnnlabError
@@ -48,6 +49,11 @@ def curves_csv(client, run_ids: list[str], val_metric: str) -> str:
     return out.getvalue()
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a DDP run (torchrun / SLURM set RANK), or the only process."""
+    return rank_zero_only.rank == 0
+
+
 def quiet_trainer(**kwargs) -> L.Trainer:
     """A Trainer that only trains: no logger, checkpoints, progress bar or summary unless asked for."""
     defaults = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
@@ -71,6 +77,8 @@ def train(cfg: DictConfig) -> dict:
     for role, module in roles.items():
         L.seed_everything(cfg.seed, workers=True)  # each model's run is reproducible on its own
         run_ids[role] = fit(cfg, dm, module, role, Attempts(checkpoints / role))
+    if not is_main_process():
+        return {}
     save_run_refs(model_dir / "run.json", run_ids, cfg.logger.tracking_uri, cfg.logger.experiment_name)
     shutil.rmtree(checkpoints)  # every role's model is saved: nothing left to resume
     return run_evaluate(cfg) if cfg.test else {}
@@ -84,6 +92,8 @@ def fit(cfg: DictConfig, dm, module, role: str, attempts: Attempts) -> str:
     best = attempts.finished  # killed after this role was done, while a later one trained
     if not best:
         best = train_attempt(cfg, dm, module, role, cell, attempts)
+    if not is_main_process():
+        return ""
     run_id = attempts.runs[-1]
     target = Path(cfg.paths.model_dir) / f"{role}.ckpt"
     with atomic_path(target) as tmp:
@@ -112,6 +122,9 @@ def train_attempt(cfg: DictConfig, dm, module, role: str, cell: str, attempts: A
     logger.log_hyperparams(config)
     run_id, client = logger.run_id, logger.experiment
     with ends_run(client, run_id):
+        if not is_main_process():  # another DDP process: it trains; rank 0 logs, checkpoints and writes
+            trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+            return ""
         attempts.start(run_id, client)
         client.log_text(run_id, OmegaConf.to_yaml(config), "config.yaml")
         if len(attempts.runs) > 1:

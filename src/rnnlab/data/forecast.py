@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.data.sampling import PIN_MEMORY
 from rnnlab.data.labelled import load_raw, read_json
 from rnnlab.io import atomic_path, write_json
 
@@ -234,7 +235,7 @@ class ForecastDataModule(L.LightningDataModule):
                           for name in self.names}}
 
     def train_dataloader(self):
-        return StatefulDataLoader(self.data["train"], self.batch_size, shuffle=True)
+        return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True, pin_memory=PIN_MEMORY)
 
     def val_dataloader(self):
-        return DataLoader(self.data["validation"], len(self.data["validation"]))
+        return DataLoader(self.data["validation"], batch_size=len(self.data["validation"]), pin_memory=PIN_MEMORY)

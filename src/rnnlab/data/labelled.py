@@ -17,7 +17,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.data.padding import SEQUENCE_KEYS, collate
-from rnnlab.data.sampling import WeightedSampler
+from rnnlab.data.sampling import PIN_MEMORY, WeightedSampler
 from rnnlab.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
@@ -144,13 +144,16 @@ class LabelledDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         if self.balance != "sampler":
-            return StatefulDataLoader(self.data["train"], self.batch_size, shuffle=True, collate_fn=collate)
+            return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+                                      pin_memory=PIN_MEMORY)
         sampler = WeightedSampler([1.0 / self.counts[label] for _, label in self.data["train"]])
-        return StatefulDataLoader(self.data["train"], self.batch_size, sampler=sampler, collate_fn=collate)
+        return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
+                                  pin_memory=PIN_MEMORY)
 
     def _eval_loader(self, split: str) -> DataLoader:
         # in row order: predictions line up with the rows of the split
-        return DataLoader(self.data[split], self.eval_batch_size, shuffle=False, collate_fn=collate)
+        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+                          pin_memory=PIN_MEMORY)
 
     def val_dataloader(self):
         return self._eval_loader("validation")

@@ -1,4 +1,4 @@
-"""Samplers a resumed training can put back where the killed one stopped.
+"""Samplers a resumed training can put back where the killed one stopped, and the loaders' memory setting.
 
 torchdata's StatefulDataLoader (every task's training loader) saves its position in each Lightning
 checkpoint and, for a plain shuffle, the shuffle's generator too. A sampler of our own keeps up by drawing
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import Sampler
+
+# every task's loaders: page-locked host memory makes the copies to a GPU faster (and is useless without one)
+PIN_MEMORY = torch.cuda.is_available()
 
 
 class ResumableSampler(Sampler):

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.data.sampling import PIN_MEMORY
 from rnnlab.data.shakespeare import load_split
 from rnnlab.data.vocab import CharVocab
 
@@ -55,7 +56,8 @@ class CharStreamDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int) -> DataLoader:
         windows = StreamWindows(load_split(self.processed_dir, split), batch_size, self.seq_len)
         # batch_size=None: each item already is a whole (streams x seq_len) batch, served in order
-        return StatefulDataLoader(windows, batch_size=None, shuffle=False)  # its position is in the checkpoints
+        # its position is in the checkpoints (rnnlab.resume)
+        return StatefulDataLoader(windows, batch_size=None, shuffle=False, pin_memory=PIN_MEMORY)
 
     def train_dataloader(self):
         return self._loader("train", self.batch_size)

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
-from rnnlab.data.sampling import ResumableSampler
+from rnnlab.data.sampling import PIN_MEMORY, ResumableSampler
 from rnnlab.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
@@ -288,13 +288,15 @@ class TranslationDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         if not self.bucket:
-            return StatefulDataLoader(self.data["train"], self.batch_size, shuffle=True, collate_fn=collate)
+            return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+                                      pin_memory=PIN_MEMORY)
         lengths = [len(s) + len(t) for s, t in self.data["train"]]
         return StatefulDataLoader(self.data["train"], batch_sampler=BucketSampler(lengths, self.batch_size),
-                                  collate_fn=collate)
+                                  collate_fn=collate, pin_memory=PIN_MEMORY)
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(self.data[split], self.eval_batch_size, shuffle=False, collate_fn=collate)
+        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+                          pin_memory=PIN_MEMORY)
 
     def val_dataloader(self):
         return self._eval_loader("validation")
