@@ -50,10 +50,9 @@ def run_hydra(command: str, args: list[str]) -> None:
 
             torch.set_num_threads(int(cfg.threads))
         try:
-            if command == "train":
-                train(cfg)
-            else:
-                run_evaluate(cfg)
+            scores = train(cfg) if command == "train" else run_evaluate(cfg)
+            if cfg.get("optimized_metric"):  # a sweeper (conf/hparams_search/) tunes on the value returned
+                return optimized_value(scores, cfg.optimized_metric)
         except RnnlabError as e:
             fail(e)
         except InstantiationException as e:  # an object hydra builds (the data module) refused its input
@@ -63,6 +62,15 @@ def run_hydra(command: str, args: list[str]) -> None:
 
     sys.argv = [f"rnnlab {command}", *args]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
+
+
+def optimized_value(scores: dict, name: str) -> float:
+    from rnnlab.evaluate import flatten
+
+    flat = flatten(scores)
+    if name not in flat:
+        raise RnnlabError(f"optimized_metric {name!r} is not among the scores: {', '.join(sorted(flat))}")
+    return flat[name]
 
 
 class OneLineParser(argparse.ArgumentParser):
