@@ -1,6 +1,8 @@
-"""Character LM benchmarks: training throughput through the Lightning module, and the default pipeline.
+"""Character LM benchmarks: training throughput through the Lightning module, against the same model in a
+plain PyTorch loop, the data loader's share of a step, and the default pipeline.
 
-    python benchmarks/bench_charlm.py              # throughput of rnn/lstm/gru, fp32 and bf16 autocast
+    python benchmarks/bench_charlm.py              # throughput of rnn/lstm/gru, fp32 and bf16 autocast;
+                                                   # Lightning / plain loop at two sizes; loader share
     python benchmarks/bench_charlm.py --pipeline   # also time a forced `dvc repro` and read its test bpc
 
 Writes metrics/bench_charlm.json.
@@ -12,21 +14,27 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.profilers import SimpleProfiler
 
 from rnnlab.data.streams import StreamWindows
 from rnnlab.data.vocab import CharVocab
 from rnnlab.io import write_json
+from rnnlab.recurrent import detach_state
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.train import quiet_trainer
 
 # dropout 0.0 as in the pipeline; inter-layer dropout 0.1 takes nn.LSTM off its fast CPU path (-25 %)
 SETTINGS = dict(embedding_dim=64, hidden_size=256, num_layers=2, dropout=0.0, batch_size=64, seq_len=128)
+# the Lightning-vs-plain comparison's two model sizes (the default is SETTINGS')
+SIZES = {"small": dict(hidden_size=128, num_layers=1), "default": dict(hidden_size=256, num_layers=2)}
 PROCESSED = Path("data/processed/charlm")
 
 
@@ -53,19 +61,76 @@ def corpus() -> tuple[list[str], np.ndarray]:
     return chars, np.random.default_rng(0).integers(1, len(chars) + 1, 2_000_000).astype(np.int16)
 
 
-def throughput(cell: str, precision: str, steps: int, warmup: int) -> float:
+def model_and_loader(cell: str, size: dict) -> tuple[CharLanguageModel, torch.utils.data.DataLoader]:
     chars, ids = corpus()
     torch.manual_seed(0)
-    model = CharLanguageModel(chars, cell=cell, embedding_dim=SETTINGS["embedding_dim"],
-                              hidden_size=SETTINGS["hidden_size"], num_layers=SETTINGS["num_layers"],
-                              dropout=SETTINGS["dropout"], scheduler="none")
+    model = CharLanguageModel(chars, cell=cell, embedding_dim=SETTINGS["embedding_dim"], dropout=SETTINGS["dropout"],
+                              scheduler="none", **size)
     loader = torch.utils.data.DataLoader(StreamWindows(ids, SETTINGS["batch_size"], SETTINGS["seq_len"]),
                                          batch_size=None)
+    return model, loader
+
+
+def chars_per_second(steps: int, seconds: float) -> float:
+    return steps * SETTINGS["batch_size"] * SETTINGS["seq_len"] / seconds
+
+
+def throughput(cell: str, precision: str, steps: int, warmup: int, size: dict | None = None,
+               profile: bool = False) -> tuple[float, float | None]:
+    """Characters/s through the Lightning module (and, with `profile`, the share of the step loop spent
+    fetching batches, from Lightning's SimpleProfiler)."""
+    model, loader = model_and_loader(cell, size or SIZES["default"])
     timer = StepTimer(warmup)
+    # its table goes to a file, not the terminal
+    profiler = SimpleProfiler(dirpath=tempfile.gettempdir(), filename="bench_charlm_profile") if profile else None
     trainer = quiet_trainer(max_steps=warmup + steps, precision=precision, limit_val_batches=0,
-                            gradient_clip_val=0.5, callbacks=[timer])
+                            gradient_clip_val=0.5, callbacks=[timer], profiler=profiler)
     trainer.fit(model, train_dataloaders=loader)
-    return timer.steps * SETTINGS["batch_size"] * SETTINGS["seq_len"] / timer.seconds
+    share = None
+    if profile:
+        durations = profiler.recorded_durations
+        fetch = sum(durations["[_TrainingEpochLoop].train_dataloader_next"])
+        step = sum(durations["run_training_batch"])
+        share = fetch / (fetch + step)
+    return chars_per_second(timer.steps, timer.seconds), share
+
+
+def plain_loop(cell: str, precision: str, steps: int, warmup: int, size: dict) -> float:
+    """The same model, batches and update as the Lightning run (carried state, AdamW, clipping at 0.5, the
+    same autocast), written as a bare PyTorch loop."""
+    model, loader = model_and_loader(cell, size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    model.train()
+    state, start = None, None
+    for i, (x, y) in enumerate(loader):
+        if i == warmup:
+            start = time.perf_counter()
+        if i == warmup + steps:
+            break
+        with autocast:
+            logits, state = model(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        state = detach_state(state)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        optimizer.step()
+    return chars_per_second(steps, time.perf_counter() - start)
+
+
+def lightning_vs_plain(cells: list[str], precision: str, steps: int, warmup: int) -> dict:
+    result = {}
+    for cell in cells:
+        for name, size in SIZES.items():
+            # alternating which path runs first would not remove drift; two rounds and the best of each do
+            light = max(throughput(cell, precision, steps, warmup, size)[0] for _ in range(2))
+            plain = max(plain_loop(cell, precision, steps, warmup, size) for _ in range(2))
+            result.setdefault(cell, {})[name] = {"lightning": round(light), "plain": round(plain),
+                                                 "ratio": round(light / plain, 3)}
+            print(f"{cell:5s} {name:8s} lightning {light:9,.0f}  plain {plain:9,.0f}  ratio {light / plain:.3f}",
+                  file=sys.stderr)
+    return result
 
 
 def pipeline() -> dict:
@@ -94,11 +159,17 @@ def main() -> None:
     result = {"settings": {**SETTINGS, "threads": torch.get_num_threads(), "device": "cpu",
                            "torch": torch.__version__, "steps_timed": opts.steps},
               "chars_per_second": {}, "target_chars_per_second": 20000}
-    for cell in opts.cells.split(","):
+    cells = opts.cells.split(",")
+    for cell in cells:
         for precision in opts.precisions.split(","):
-            cps = throughput(cell, precision, opts.steps, opts.warmup)
+            cps, _ = throughput(cell, precision, opts.steps, opts.warmup)
             result["chars_per_second"].setdefault(cell, {})[precision] = round(cps)
             print(f"{cell:5s} {precision:11s} {cps:10,.0f} chars/s", file=sys.stderr)
+    result["lightning_vs_plain"] = {"precision": "bf16-mixed", "target_ratio": 0.95,
+                                    "sizes": SIZES, **lightning_vs_plain(cells, "bf16-mixed", opts.steps, opts.warmup)}
+    _, share = throughput(cells[0], "bf16-mixed", opts.steps, opts.warmup, profile=True)
+    result["loader_share"] = {"cell": cells[0], "precision": "bf16-mixed", "share_of_step_loop": round(share, 4),
+                              "target_at_most": 0.05}
     if opts.pipeline:
         result["pipeline"] = pipeline()
     elif Path(opts.out).is_file():  # keep the last pipeline figures when only throughput is re-measured
