@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,8 @@ class StepTimer(Callback):
         self.warmup, self.start, self.steps = warmup, None, 0
 
     def on_train_batch_end(self, trainer, *args):
+        if torch.cuda.is_available():  # CUDA runs ahead of the host: time finished work only
+            torch.cuda.synchronize()
         if trainer.global_step == self.warmup:
             self.start = time.perf_counter()
         elif trainer.global_step > self.warmup:
@@ -97,13 +100,16 @@ def throughput(cell: str, precision: str, steps: int, warmup: int, size: dict | 
 
 def plain_loop(cell: str, precision: str, steps: int, warmup: int, size: dict) -> float:
     """The same model, batches and update as the Lightning run (carried state, AdamW, clipping at 0.5, the
-    same autocast), written as a bare PyTorch loop."""
+    same autocast, the same device), written as a bare PyTorch loop."""
     model, loader = model_and_loader(cell, size)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     model.train()
     state, start = None, None
     for i, (x, y) in enumerate(loader):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if i == warmup:
             start = time.perf_counter()
         if i == warmup + steps:
@@ -116,6 +122,8 @@ def plain_loop(cell: str, precision: str, steps: int, warmup: int, size: dict) -
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
         optimizer.step()
+    if device == "cuda":
+        torch.cuda.synchronize()
     return chars_per_second(steps, time.perf_counter() - start)
 
 
@@ -152,11 +160,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--cells", default="rnn,lstm,gru")
     parser.add_argument("--precisions", default="32-true,bf16-mixed")
+    parser.add_argument("--batch-size", type=int, help="default: SETTINGS' (a GPU wants more)")
+    parser.add_argument("--hidden-size", type=int, help="of the default size; default: SETTINGS'")
+    parser.add_argument("--no-compare", action="store_true", help="skip Lightning vs plain loop and loader share")
     parser.add_argument("--pipeline", action="store_true", help="also time a forced dvc repro")
     parser.add_argument("--out", default="metrics/bench_charlm.json")
     opts = parser.parse_args()
 
-    result = {"settings": {**SETTINGS, "threads": torch.get_num_threads(), "device": "cpu",
+    if opts.batch_size:
+        SETTINGS["batch_size"] = opts.batch_size
+    if opts.hidden_size:
+        SETTINGS["hidden_size"] = SIZES["default"]["hidden_size"] = opts.hidden_size
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    result = {"settings": {**SETTINGS, "threads": torch.get_num_threads(), "device": device,
+                           "cpu": platform.processor() or platform.machine(),
                            "torch": torch.__version__, "steps_timed": opts.steps},
               "chars_per_second": {}, "target_chars_per_second": 20000}
     cells = opts.cells.split(",")
@@ -165,6 +182,10 @@ def main() -> None:
             cps, _ = throughput(cell, precision, opts.steps, opts.warmup)
             result["chars_per_second"].setdefault(cell, {})[precision] = round(cps)
             print(f"{cell:5s} {precision:11s} {cps:10,.0f} chars/s", file=sys.stderr)
+    if opts.no_compare:
+        write_json(opts.out, result)
+        print(json.dumps(result, indent=2))
+        return
     result["lightning_vs_plain"] = {"precision": "bf16-mixed", "target_ratio": 0.95,
                                     "sizes": SIZES, **lightning_vs_plain(cells, "bf16-mixed", opts.steps, opts.warmup)}
     _, share = throughput(cells[0], "bf16-mixed", opts.steps, opts.warmup, profile=True)
