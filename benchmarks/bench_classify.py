@@ -11,7 +11,8 @@ and length-bucketed batches against random ones; steps/s and real (unpadded) tok
 
 Inference: generation latency per character of the char LM, single-sample classification latency
 (p50/p95: rnnlab.predict's encode path plus predict_step for sentiment and surname, predict_step on one
-utterance's standardised frames for speaker), and batched throughput (examples/s at batch 256, collate
+utterance's standardised frames for speaker), the same for one surname POSTed to `rnnlab serve surname` over
+HTTP (the registered champion), and batched throughput (examples/s at batch 256, collate
 included) over each task's test split.
 
 Writes metrics/bench_classify.json, with the machine's facts (CPU model, threads, torch version).
@@ -23,8 +24,12 @@ import argparse
 import json
 import os
 import platform
+import signal
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +215,42 @@ def single_latency(task: str, checkpoint: str | Path, processed_dir: str | Path,
             else "rnnlab.predict.encode + predict_step"}
 
 
+def served_latency(task: str, processed_dir: str | Path, samples: int, warmup: int) -> dict:
+    """p50/p95 milliseconds of one example POSTed to `rnnlab serve TASK` (the registered champion, MLflow's
+    scoring server on a free loopback port): JSON, HTTP and the pyfunc model's own input checks included."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rows = raw_inputs(task, processed_dir)
+    picks = [rows[i] for i in np.random.default_rng(0).integers(0, len(rows), warmup + samples)]
+    server = subprocess.Popen([sys.executable, "-m", "rnnlab.cli", "serve", task, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url, times = f"http://127.0.0.1:{port}", []
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/ping", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"rnnlab serve {task} did not start (is there a champion? dvc repro first)")
+                time.sleep(1)
+        for n, raw in enumerate(picks):
+            body = json.dumps({"inputs": [raw]}).encode()
+            start = time.perf_counter()
+            request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+            if n >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3),
+            "samples": samples, "path": f"POST /invocations to rnnlab serve {task} (one input per request)"}
+
+
 def batched_throughput(task: str, checkpoint: str | Path, processed_dir: str | Path, batch_size: int,
                        repeats: int) -> dict:
     """Examples/s over the test split in batches of `batch_size` (collate + predict_step), best of `repeats`."""
@@ -250,6 +291,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--gen-length", type=int, default=500)
     parser.add_argument("--data-dir", default="data/processed")
     parser.add_argument("--models-dir", default="models")
+    parser.add_argument("--served", default="surname", help="task whose served champion is timed over HTTP "
+                        "(a text-in task; empty: skip)")
     parser.add_argument("--smoke", action="store_true", help="a few steps and samples; writes only with --out")
     parser.add_argument("--out", default=None, help="default metrics/bench_classify.json (none with --smoke)")
     opts = parser.parse_args(argv)
@@ -266,6 +309,10 @@ def main(argv=None) -> dict:
                                                                    opts.rounds)
     result["inference"] = inference(data_dir, models_dir, opts.gen_length, 1 if opts.smoke else 5, opts.samples,
                                     2 if opts.smoke else 20, 256, 1 if opts.smoke else 3)
+    if opts.served and not opts.smoke:
+        served = served_latency(opts.served, data_dir / opts.served, opts.samples, 20)
+        result["inference"]["served"] = {opts.served: served}
+        print(f"{opts.served:9s} served p50 {served['p50_ms']:.3f} ms  p95 {served['p95_ms']:.3f} ms", file=sys.stderr)
     # other work on the cores shows here: the figures are only worth what the load beside them allows
     result["machine"]["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     if out:
