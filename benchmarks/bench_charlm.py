@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -141,6 +143,30 @@ def lightning_vs_plain(cells: list[str], precision: str, steps: int, warmup: int
     return result
 
 
+def equal_time(seconds: int, precisions: list[str]) -> dict:
+    """The pipeline's char LM (conf/experiment/charlm.yaml, the real data) trained for the same wall time at
+    each precision, then scored: training speed in characters/s and test bits per character."""
+    result = {"seconds": seconds}
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in precisions:
+            store = f"sqlite:///{tmp}/mlflow.db"
+            subprocess.run(["rnnlab", "train", "task=charlm", "experiment=charlm", f"trainer.precision={precision}",
+                            f"+trainer.max_time='00:00:{seconds // 60:02d}:{seconds % 60:02d}'", f"paths.metrics_dir={tmp}/{precision}",
+                            f"paths.model_dir={tmp}/{precision}/model", "registry.enabled=false",
+                            "callbacks.progress_bar=null"], check=True, env={**os.environ, "MLFLOW_TRACKING_URI": store})
+            client = mlflow.MlflowClient(store)
+            run = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id],
+                                     order_by=["attribute.start_time DESC"], max_results=1)[0]
+            steps = max(m.step for m in client.get_metric_history(run.info.run_id, "train_loss_step")) + 1
+            bpc = json.loads(Path(tmp, precision, "charlm.json").read_text())["test"]["bpc"]
+            batch = client.get_run(run.info.run_id).data.params
+            chars = steps * int(batch["data/batch_size"]) * int(batch["data/seq_len"])
+            result[precision] = {"steps": steps, "chars_per_second": round(chars / seconds), "test_bpc": bpc}
+            print(f"{precision:11s} {steps} steps in {seconds} s: {chars / seconds:,.0f} chars/s, test bpc {bpc}",
+                  file=sys.stderr)
+    return result
+
+
 def pipeline() -> dict:
     start = time.perf_counter()
     subprocess.run(["dvc", "repro", "--force", "evaluate"], check=True)  # charlm's stages only
@@ -164,9 +190,17 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, help="of the default size; default: SETTINGS'")
     parser.add_argument("--no-compare", action="store_true", help="skip Lightning vs plain loop and loader share")
     parser.add_argument("--pipeline", action="store_true", help="also time a forced dvc repro")
+    parser.add_argument("--equal-time", type=int, metavar="SECONDS",
+                        help="only train the pipeline's char LM SECONDS long at each precision and score it")
     parser.add_argument("--out", default="metrics/bench_charlm.json")
     opts = parser.parse_args()
 
+    if opts.equal_time:
+        previous = json.loads(Path(opts.out).read_text()) if Path(opts.out).is_file() else {}
+        previous["equal_time"] = equal_time(opts.equal_time, opts.precisions.split(","))
+        write_json(opts.out, previous)
+        print(json.dumps(previous["equal_time"], indent=2))
+        return
     if opts.batch_size:
         SETTINGS["batch_size"] = opts.batch_size
     if opts.hidden_size:
