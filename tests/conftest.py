@@ -1,5 +1,7 @@
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,21 @@ def run_task(root: Path, task: str, **changes) -> Path:
     finally:
         os.chdir(cwd)
     return root / "data" / "processed" / task
+
+
+RNNLAB = str(Path(sys.executable).parent / "rnnlab")
+
+
+def scratch_env(root: Path, **extra: str) -> dict:
+    """The environment of a subprocess in the scratch project `root`: its own MLflow store, this checkout's conf/."""
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", "RNNLAB_CONFIG_DIR": str(ROOT / "conf"),
+            **extra}
+
+
+def rnnlab(root: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    """The `rnnlab` command run in `root` (scratch_env), output captured."""
+    return subprocess.run([RNNLAB, *args], cwd=root, env=scratch_env(root, **extra_env), capture_output=True,
+                          text=True, timeout=900)
 
 
 def compose(*overrides: str):

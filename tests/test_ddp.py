@@ -1,7 +1,6 @@
 """Lightning DDP on the CPU: two processes (torchrun, gloo) train the surname classifier for a few steps."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import ROOT, run_task
+from conftest import run_task, scratch_env
 
 
 @pytest.mark.slow
@@ -17,9 +16,7 @@ def test_two_ddp_processes_agree_and_only_rank_0_records(tmp_path):
     run_task(tmp_path, "surname")
     probes = tmp_path / "probes"
     probes.mkdir()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-           "RNNLAB_CONFIG_DIR": str(ROOT / "conf"), "RNNLAB_PROBE_DIR": str(probes),
-           "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    env = scratch_env(tmp_path, RNNLAB_PROBE_DIR=str(probes), PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "rnnlab.cli", "train", "task=surname", "experiment=smoke_classifier", "paths=pipeline",
            "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",

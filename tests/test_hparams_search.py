@@ -1,15 +1,10 @@
 """conf/hparams_search: Hydra's Optuna sweeper tunes a task, every trial an MLflow child run of one sweep."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import mlflow
 import pytest
 import yaml
 
-from conftest import ROOT, compose, run_task
+from conftest import compose, rnnlab, run_task
 
 
 def test_the_search_space_composes():
@@ -20,11 +15,8 @@ def test_the_search_space_composes():
 @pytest.mark.slow
 def test_optuna_trials_are_child_runs_and_the_best_is_reported(tmp_path):
     run_task(tmp_path, "surname")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "RNNLAB_CONFIG_DIR": str(ROOT / "conf")}
-    done = subprocess.run([str(Path(sys.executable).parent / "rnnlab"), "train", "+hparams_search=surname_optuna",
-                           "task=surname", "experiment=smoke_classifier", "hydra.sweeper.n_trials=3",
-                           "callbacks.progress_bar=null"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = rnnlab(tmp_path, "train", "+hparams_search=surname_optuna", "task=surname", "experiment=smoke_classifier",
+                  "hydra.sweeper.n_trials=3", "callbacks.progress_bar=null")
     assert done.returncode == 0, done.stderr[-3000:]
 
     result = yaml.safe_load(next((tmp_path / "multirun").rglob("optimization_results.yaml")).read_text())

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from rnnlab.io import write_text
+from rnnlab.tracking import git_commit
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "src"))
-from rnnlab.io import write_text  # noqa: E402
-from rnnlab.tracking import git_commit  # noqa: E402
 
 
 def cpu_model() -> str:

@@ -11,10 +11,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import ROOT, run_task
+from conftest import rnnlab, run_task
 from test_pipeline import scratch_project, sh
 
-RNNLAB = str(Path(sys.executable).parent / "rnnlab")
 CELLS = ("rnn", "lstm", "gru")
 
 
@@ -22,10 +21,8 @@ CELLS = ("rnn", "lstm", "gru")
 def test_a_parallel_sweep_records_every_run_once(tmp_path, figures):
     run_task(tmp_path, "surname")
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "RNNLAB_CONFIG_DIR": str(ROOT / "conf")}
-    sweep = subprocess.run([RNNLAB, "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "task=surname",
-                            "experiment=smoke_classifier", "callbacks.progress_bar=null", f"model={','.join(CELLS)}"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    sweep = rnnlab(tmp_path, "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "task=surname",
+                   "experiment=smoke_classifier", "callbacks.progress_bar=null", f"model={','.join(CELLS)}")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
 
     client = mlflow.MlflowClient(store)

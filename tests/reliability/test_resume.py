@@ -2,10 +2,8 @@
 uninterrupted run of the same seed ends (the metrics files compared byte for byte)."""
 
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -13,9 +11,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, compose, run_task
+from conftest import ROOT, compose, rnnlab, run_task
 
-RNNLAB = str(Path(sys.executable).parent / "rnnlab")
 # 2 epochs of 12 batches, validation every 6, a resume checkpoint every 5 steps and after each validation
 TRAIN = ["train", "task=charlm", "paths=pipeline", "experiment=smoke", "trainer.max_epochs=2",
          "trainer.limit_train_batches=12", "trainer.limit_val_batches=4", "trainer.val_check_interval=0.5",
@@ -39,10 +36,8 @@ def project(tmp_path_factory):
     return root
 
 
-def rnnlab(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", "RNNLAB_CONFIG_DIR": str(ROOT / "conf"),
-           "PYTHONPATH": str(Path(__file__).parent)}  # killer.py
-    return subprocess.run([RNNLAB, *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+def train(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return rnnlab(root, *TRAIN, *args, PYTHONPATH=str(Path(__file__).parent))  # killer.py
 
 
 def outputs(root: Path) -> dict[str, bytes]:
@@ -57,20 +52,20 @@ def runs(root: Path) -> list:
 
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_same_result(project, figures):
-    done = rnnlab(project, *TRAIN)
+    done = train(project)
     assert done.returncode == 0, done.stderr[-2000:]
     reference = outputs(project)
     bpc = json.loads(reference["charlm.json"])["test"]["bpc"]
     assert not list((project / "checkpoints" / "charlm").iterdir())  # a finished training leaves nothing
 
     for during, step in kill_points(SEED):
-        killed = rnnlab(project, *TRAIN, "+callbacks.kill._target_=killer.KillAt", f"+callbacks.kill.step={step}",
+        killed = train(project, "+callbacks.kill._target_=killer.KillAt", f"+callbacks.kill.step={step}",
                         f"+callbacks.kill.during={during}")
         assert killed.returncode == -9, killed.stderr[-2000:]
         killed_run = runs(project)[-1]
         assert killed_run.info.status == "RUNNING"  # nothing in a SIGKILLed process could end it
 
-        resumed = rnnlab(project, *TRAIN)
+        resumed = train(project)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert f"resuming the killed run {killed_run.info.run_id}" in resumed.stdout
         after = outputs(project)
