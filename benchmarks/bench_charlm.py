@@ -32,7 +32,7 @@ from rnnlab.data.vocab import CharVocab
 from rnnlab.io import write_json
 from rnnlab.recurrent import detach_state
 from rnnlab.shapes.many_to_many import CharLanguageModel
-from rnnlab.train import quiet_trainer
+from rnnlab.trainer import quiet_trainer
 
 # dropout 0.0 as in the pipeline; inter-layer dropout 0.1 takes nn.LSTM off its fast CPU path (-25 %)
 SETTINGS = dict(embedding_dim=64, hidden_size=256, num_layers=2, dropout=0.0, batch_size=64, seq_len=128)

@@ -44,7 +44,7 @@ from rnnlab.io import write_json
 from rnnlab.predict import encode
 from rnnlab.shapes.classification import check_inputs, valid_steps
 from rnnlab.shapes.many_to_one import SequenceClassifier
-from rnnlab.train import quiet_trainer
+from rnnlab.trainer import quiet_trainer
 
 # the pipeline's models: conf/experiment/TASK.yaml (sizes, batch) and params.yaml: classify.TASK.model (cell)
 SETTINGS = {

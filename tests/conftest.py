@@ -117,6 +117,8 @@ def rnnlab(root: Path, *args: str, **extra_env: str) -> subprocess.CompletedProc
 def compose(*overrides: str):
     from hydra import compose as hydra_compose, initialize_config_dir
 
+    import rnnlab.trainer  # noqa: F401  registers the config's ${bf16_if_supported:} resolver
+
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
 

@@ -12,7 +12,7 @@ from rnnlab import RnnlabError
 from rnnlab.data.padding import collate
 from rnnlab.shapes.many_to_one import POOLINGS, SequenceClassifier
 from rnnlab.shapes.one_to_one import BagClassifier
-from rnnlab.train import quiet_trainer
+from rnnlab.trainer import quiet_trainer
 
 KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 KIND_IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]

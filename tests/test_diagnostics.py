@@ -7,7 +7,7 @@ from torch import nn
 from rnnlab.data.streams import StreamWindows
 from rnnlab.diagnostics import GradientNormMonitor, gradient_profile, spectral_radius
 from rnnlab.shapes.many_to_many import CharLanguageModel
-from rnnlab.train import quiet_trainer
+from rnnlab.trainer import quiet_trainer
 
 
 def fit_with_monitor(clip: float):

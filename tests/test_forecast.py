@@ -20,6 +20,7 @@ from rnnlab.data import forecast
 from rnnlab.data.forecast import ForecastDataModule
 from rnnlab.shapes.forecasting import Forecaster
 from rnnlab.train import train
+from rnnlab.trainer import make_trainer
 
 SLICE = SLICES["forecast"][0]
 
@@ -184,7 +185,7 @@ def test_fast_dev_run_from_the_real_config(project, tmp_path, model):
                   f"paths.data_dir={project}/data", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
     module = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model, _convert_="all")
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    trainer = make_trainer(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
     assert trainer.state.finished and type(module.encoder).__name__ == model.upper()
 

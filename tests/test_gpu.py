@@ -28,7 +28,7 @@ def test_cudnn_matches_the_cpu(cell):
 
 def test_a_bf16_training_runs_on_the_gpu():
     from rnnlab.data.streams import StreamWindows
-    from rnnlab.train import quiet_trainer
+    from rnnlab.trainer import quiet_trainer
 
     model = tiny_modules()["charlm"]
     ids = torch.randint(1, len(model.vocab), (5000,)).numpy()

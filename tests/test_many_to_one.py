@@ -5,7 +5,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rnnlab.data.synthetic import adding_problem
 from rnnlab.shapes.many_to_one import SequenceRegressor
-from rnnlab.train import quiet_trainer
+from rnnlab.trainer import quiet_trainer
 
 
 def fit(model, x, y, steps):

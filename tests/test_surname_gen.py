@@ -18,6 +18,7 @@ from rnnlab.data.surname_gen import BOS, EOS, SurnameGenDataModule
 from rnnlab.evaluate import run_evaluate
 from rnnlab.shapes.one_to_many import SurnameGenerator
 from rnnlab.train import train
+from rnnlab.trainer import make_trainer
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def test_fast_dev_run_from_the_real_config(project, tmp_path, model, impl, condi
                   f"paths.data_dir={project}/data", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
     module = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model, _convert_="all")
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    trainer = make_trainer(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
     assert trainer.state.finished
     assert type(module.rnn).__name__ == ("ScratchRNN" if impl == "scratch" else model.upper())

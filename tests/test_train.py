@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, compose
 from rnnlab.train import train
+from rnnlab.trainer import make_trainer
 
 
 def smoke_config(processed, workdir):
@@ -30,7 +31,7 @@ def test_fast_dev_run_from_the_real_config(processed, tmp_path, model, impl):
                   f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
     module = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    trainer = make_trainer(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
     assert trainer.state.finished
     assert type(module.rnn).__name__ == ("ScratchRNN" if impl == "scratch" else model.upper())

@@ -17,6 +17,7 @@ from rnnlab.cli import main
 from rnnlab.data import translate as T
 from rnnlab.shapes.seq2seq import Seq2SeqTranslator
 from rnnlab.train import train
+from rnnlab.trainer import make_trainer
 
 
 # --- .deb fetch and extraction
@@ -224,8 +225,8 @@ def test_fast_dev_run_from_the_real_config(project, tmp_path):
     dm = instantiate(cfg.data)
     model = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model, _convert_="all")
     assert isinstance(model, Seq2SeqTranslator) and model.hparams.hidden_size == 128
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
-                          enable_progress_bar=False, enable_model_summary=False)
+    trainer = make_trainer(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
+                           enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, datamodule=dm)
     assert trainer.fast_dev_run and torch.isfinite(trainer.callback_metrics["train_loss"])
 

@@ -37,6 +37,7 @@ from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.shapes.one_to_many import SurnameGenerator
 from rnnlab.shapes.seq2seq import Seq2SeqTranslator
 from rnnlab.tracking import load_run_ref
+from rnnlab.trainer import make_trainer
 from rnnlab.validate import check_config
 
 
@@ -99,8 +100,8 @@ def flatten(scores: dict, prefix: str = "") -> dict[str, float]:
 
 def score_language_model(model: CharLanguageModel, dm, cfg: DictConfig, run_id: str | None, client) -> dict:
     # scoring is one process, whatever strategy trained the model
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, strategy="auto",
-                          devices=1, num_nodes=1, enable_progress_bar=False, enable_model_summary=False)
+    trainer = make_trainer(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, strategy="auto",
+                           devices=1, num_nodes=1, enable_progress_bar=False, enable_model_summary=False)
     scores = {}
     for split, run in (("val", trainer.validate), ("test", trainer.test)):
         result = run(model, datamodule=dm, verbose=False)[0]

@@ -25,7 +25,7 @@ from rnnlab.diagnostics import GradientNormMonitor, gradient_profile, spectral_r
 from rnnlab.io import atomic_path, read_params, write_json, write_text
 from rnnlab.shapes.many_to_one import SequenceRegressor
 from rnnlab.tracking import ends_run, git_commit, tracking_uri
-from rnnlab.train import quiet_trainer
+from rnnlab.trainer import quiet_trainer
 
 EXPERIMENT = "gradients"
 ADDING_DIR = Path("models/gradients")

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab import RnnlabError
 from rnnlab.evaluate import run_evaluate
 from rnnlab.io import atomic_path, write_text
+from rnnlab.trainer import make_trainer
 from rnnlab.resume import Attempts, fingerprint
 from rnnlab.tracking import check_reachable, ends_run, redact, run_tags, save_run_refs
 from rnnlab.validate import check_config
@@ -52,12 +53,6 @@ def curves_csv(client, run_ids: list[str], val_metric: str) -> str:
 def is_main_process() -> bool:
     """Rank 0 of a DDP run (torchrun / SLURM set RANK), or the only process."""
     return rank_zero_only.rank == 0
-
-
-def quiet_trainer(**kwargs) -> L.Trainer:
-    """A Trainer that only trains: no logger, checkpoints, progress bar or summary unless asked for."""
-    defaults = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    return L.Trainer(**{**defaults, **kwargs})
 
 
 def train(cfg: DictConfig) -> dict:
@@ -115,7 +110,7 @@ def train_attempt(cfg: DictConfig, dm, module, role: str, cell: str, attempts: A
     for cb in callbacks:
         if isinstance(cb, Checkpoint):
             cb.dirpath = str(attempts.dir)  # each role of each config keeps its own best and last files
-    trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    trainer = make_trainer(cfg.trainer, logger=logger, callbacks=callbacks)
     resume_from = attempts.checkpoint
 
     config = redact(OmegaConf.to_container(cfg, resolve=True))
