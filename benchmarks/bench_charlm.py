@@ -1,11 +1,12 @@
-"""Character LM benchmarks: training throughput through the Lightning module, against the same model in a
-plain PyTorch loop, the data loader's share of a step, and the default pipeline.
+"""Character LM benchmarks, at the pipeline's char LM settings (composed from conf/ as `dvc repro` trains it):
+training throughput of rnn/lstm/gru at fp32 and bf16 autocast through the Lightning module; the same model in a
+plain PyTorch loop at two sizes (the ratio); the data loader's share of a step; and the pipeline's char LM
+trained for equal wall time at each precision, then scored on the test plays.
 
-    python benchmarks/bench_charlm.py              # throughput of rnn/lstm/gru, fp32 and bf16 autocast;
-                                                   # Lightning / plain loop at two sizes; loader share
-    python benchmarks/bench_charlm.py --pipeline   # also time a forced `dvc repro` and read its test bpc
+    python benchmarks/bench_charlm.py --out metrics/bench_gpu.json   # (benchmarks/bench.py runs it for metrics/bench.json)
 
-Writes metrics/bench_charlm.json.
+Step times come from interleaved rounds: each path's throughput is its best round's median step (a shared
+machine's neighbours only ever slow a round down).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,8 @@ import mlflow
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
+from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.profilers import SimpleProfiler
 
@@ -34,29 +37,37 @@ from rnnlab.recurrent import detach_state
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.trainer import quiet_trainer
 
-# dropout 0.0 as in the pipeline; inter-layer dropout 0.1 takes nn.LSTM off its fast CPU path (-25 %)
-SETTINGS = dict(embedding_dim=64, hidden_size=256, num_layers=2, dropout=0.0, batch_size=64, seq_len=128)
-# the Lightning-vs-plain comparison's two model sizes (the default is SETTINGS')
-SIZES = {"small": dict(hidden_size=128, num_layers=1), "default": dict(hidden_size=256, num_layers=2)}
+ROOT = Path(__file__).resolve().parents[1]
 PROCESSED = Path("data/processed/charlm")
 
 
-class StepTimer(Callback):
-    """Wall time of the steps after `warmup` (the first steps pay for allocation and thread start-up)."""
+def pipeline_settings() -> dict:
+    """The char LM `dvc repro` trains: params.yaml's train.experiment and train.model composed with conf/."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", [f"experiment={params['experiment']}", f"model={params['model']}"])
+    return {"cell": cfg.model.cell, "embedding_dim": cfg.model.embedding_dim, "hidden_size": cfg.model.hidden_size,
+            "num_layers": cfg.model.num_layers, "dropout": cfg.model.dropout, "batch_size": cfg.data.batch_size,
+            "seq_len": cfg.data.seq_len, "lr": cfg.module.lr, "weight_decay": cfg.module.weight_decay,
+            "gradient_clip_val": cfg.trainer.gradient_clip_val, "precision": cfg.trainer.precision,
+            "experiment": params["experiment"]}
+
+
+class StepTimes(Callback):
+    """Seconds between the ends of consecutive training steps, after `warmup` steps (allocation, thread start)."""
 
     def __init__(self, warmup: int):
-        self.warmup, self.start, self.steps = warmup, None, 0
+        self.warmup, self.ends = warmup, []
 
     def on_train_batch_end(self, trainer, *args):
         if torch.cuda.is_available():  # CUDA runs ahead of the host: time finished work only
             torch.cuda.synchronize()
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
-        elif trainer.global_step > self.warmup:
-            self.steps += 1
+        self.ends.append(time.perf_counter())
 
-    def on_train_end(self, trainer, pl_module):
-        self.seconds = time.perf_counter() - self.start
+    @property
+    def seconds(self) -> list[float]:
+        ends = self.ends[self.warmup:]
+        return [b - a for a, b in zip(ends, ends[1:])]
 
 
 def corpus() -> tuple[list[str], np.ndarray]:
@@ -66,173 +77,181 @@ def corpus() -> tuple[list[str], np.ndarray]:
     return chars, np.random.default_rng(0).integers(1, len(chars) + 1, 2_000_000).astype(np.int16)
 
 
-def model_and_loader(cell: str, size: dict) -> tuple[CharLanguageModel, torch.utils.data.DataLoader]:
+def model_and_loader(s: dict, cell: str, size: dict) -> tuple[CharLanguageModel, torch.utils.data.DataLoader]:
     chars, ids = corpus()
     torch.manual_seed(0)
-    model = CharLanguageModel(chars, cell=cell, embedding_dim=SETTINGS["embedding_dim"], dropout=SETTINGS["dropout"],
-                              scheduler="none", **size)
-    loader = torch.utils.data.DataLoader(StreamWindows(ids, SETTINGS["batch_size"], SETTINGS["seq_len"]),
-                                         batch_size=None)
+    model = CharLanguageModel(chars, cell=cell, embedding_dim=s["embedding_dim"], dropout=s["dropout"], lr=s["lr"],
+                              weight_decay=s["weight_decay"], scheduler="none", **size)
+    loader = torch.utils.data.DataLoader(StreamWindows(ids, s["batch_size"], s["seq_len"]), batch_size=None)
     return model, loader
 
 
-def chars_per_second(steps: int, seconds: float) -> float:
-    return steps * SETTINGS["batch_size"] * SETTINGS["seq_len"] / seconds
-
-
-def throughput(cell: str, precision: str, steps: int, warmup: int, size: dict | None = None,
-               profile: bool = False) -> tuple[float, float | None]:
-    """Characters/s through the Lightning module (and, with `profile`, the share of the step loop spent
-    fetching batches, from Lightning's SimpleProfiler)."""
-    model, loader = model_and_loader(cell, size or SIZES["default"])
-    timer = StepTimer(warmup)
-    # its table goes to a file, not the terminal
-    profiler = SimpleProfiler(dirpath=tempfile.gettempdir(), filename="bench_charlm_profile") if profile else None
-    trainer = quiet_trainer(max_steps=warmup + steps, precision=precision, limit_val_batches=0,
-                            gradient_clip_val=0.5, callbacks=[timer], profiler=profiler)
+def lightning_steps(s: dict, cell: str, precision: str, size: dict, steps: int, warmup: int,
+                    profiler=None) -> list[float]:
+    model, loader = model_and_loader(s, cell, size)
+    timer = StepTimes(warmup)
+    trainer = quiet_trainer(max_steps=warmup + steps + 1, precision=precision, limit_val_batches=0,
+                            gradient_clip_val=s["gradient_clip_val"], callbacks=[timer], profiler=profiler)
     trainer.fit(model, train_dataloaders=loader)
-    share = None
-    if profile:
-        durations = profiler.recorded_durations
-        fetch = sum(durations["[_TrainingEpochLoop].train_dataloader_next"])
-        step = sum(durations["run_training_batch"])
-        share = fetch / (fetch + step)
-    return chars_per_second(timer.steps, timer.seconds), share
+    return timer.seconds
 
 
-def plain_loop(cell: str, precision: str, steps: int, warmup: int, size: dict) -> float:
-    """The same model, batches and update as the Lightning run (carried state, AdamW, clipping at 0.5, the
-    same autocast, the same device), written as a bare PyTorch loop."""
-    model, loader = model_and_loader(cell, size)
+def plain_steps(s: dict, cell: str, precision: str, size: dict, steps: int, warmup: int) -> list[float]:
+    """The same model, batches and update as the Lightning run (carried state, AdamW, clipping, the same autocast,
+    the same device), written as a bare PyTorch loop."""
+    model, loader = model_and_loader(s, cell, size)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     model.train()
-    state, start = None, None
+    state, ends = None, []
     for i, (x, y) in enumerate(loader):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if i == warmup:
-            start = time.perf_counter()
-        if i == warmup + steps:
+        if i == warmup + steps + 1:
             break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast:
             logits, state = model(x, state)
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         state = detach_state(state)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s["gradient_clip_val"])
         optimizer.step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return chars_per_second(steps, time.perf_counter() - start)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        ends.append(time.perf_counter())
+    ends = ends[warmup:]
+    return [b - a for a, b in zip(ends, ends[1:])]
 
 
-def lightning_vs_plain(cells: list[str], precision: str, steps: int, warmup: int) -> dict:
+def chars_per_second(s: dict, rounds: list[list[float]]) -> float:
+    """Characters/s of the best round's median step."""
+    return s["batch_size"] * s["seq_len"] / min(statistics.median(r) for r in rounds)
+
+
+def throughput(s: dict, cells: list[str], precisions: list[str], steps: int, warmup: int, rounds: int) -> dict:
+    size = {"hidden_size": s["hidden_size"], "num_layers": s["num_layers"]}
+    timed = {}
+    for _ in range(rounds):
+        for cell in cells:
+            for precision in precisions:
+                timed.setdefault((cell, precision), []).append(lightning_steps(s, cell, precision, size, steps, warmup))
     result = {}
-    for cell in cells:
-        for name, size in SIZES.items():
-            # alternating which path runs first would not remove drift; two rounds and the best of each do
-            light = max(throughput(cell, precision, steps, warmup, size)[0] for _ in range(2))
-            plain = max(plain_loop(cell, precision, steps, warmup, size) for _ in range(2))
-            result.setdefault(cell, {})[name] = {"lightning": round(light), "plain": round(plain),
-                                                 "ratio": round(light / plain, 3)}
-            print(f"{cell:5s} {name:8s} lightning {light:9,.0f}  plain {plain:9,.0f}  ratio {light / plain:.3f}",
-                  file=sys.stderr)
+    for (cell, precision), r in timed.items():
+        result.setdefault(cell, {})[precision] = round(chars_per_second(s, r))
+        print(f"{cell:5s} {precision:11s} {result[cell][precision]:10,d} chars/s", file=sys.stderr)
     return result
 
 
-def equal_time(seconds: int, precisions: list[str]) -> dict:
-    """The pipeline's char LM (conf/experiment/charlm.yaml, the real data) trained for the same wall time at
-    each precision, then scored: training speed in characters/s and test bits per character."""
-    result = {"seconds": seconds}
+def lightning_vs_plain(s: dict, sizes: dict, cells: list[str], steps: int, warmup: int, rounds: int) -> dict:
+    precision = s["precision"]
+    result = {"precision": precision, "sizes": sizes, "target_ratio": 0.95}
+    for cell in cells:
+        for name, size in sizes.items():
+            light, plain = [], []
+            for _ in range(rounds):  # interleaved: a busy moment slows one round of one path, not a whole path
+                light.append(lightning_steps(s, cell, precision, size, steps, warmup))
+                plain.append(plain_steps(s, cell, precision, size, steps, warmup))
+            a, b = chars_per_second(s, light), chars_per_second(s, plain)
+            result.setdefault(cell, {})[name] = {"lightning": round(a), "plain": round(b), "ratio": round(a / b, 3)}
+            print(f"{cell:5s} {name:8s} lightning {a:9,.0f}  plain {b:9,.0f}  ratio {a / b:.3f}", file=sys.stderr)
+    return result
+
+
+def loader_share(s: dict, steps: int, warmup: int) -> dict:
+    """The share of the step loop spent fetching batches, from Lightning's SimpleProfiler."""
+    profiler = SimpleProfiler(dirpath=tempfile.gettempdir(), filename="bench_charlm_profile")  # table to a file
+    size = {"hidden_size": s["hidden_size"], "num_layers": s["num_layers"]}
+    lightning_steps(s, s["cell"], s["precision"], size, steps, warmup, profiler=profiler)
+    fetch = sum(profiler.recorded_durations["[_TrainingEpochLoop].train_dataloader_next"])
+    step = sum(profiler.recorded_durations["run_training_batch"])
+    return {"cell": s["cell"], "precision": s["precision"], "share_of_step_loop": round(fetch / (fetch + step), 4),
+            "target_at_most": 0.05}
+
+
+def equal_time(s: dict, seconds: int, precisions: list[str]) -> dict:
+    """The pipeline's char LM (the real data) trained for the same wall time at each precision, then scored:
+    characters/s over the whole fit (validations and checkpoints included) and test bits per character."""
+    result = {"seconds": seconds, "experiment": s["experiment"]}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in precisions:
             store = f"sqlite:///{tmp}/mlflow.db"
-            subprocess.run(["rnnlab", "train", "task=charlm", "experiment=charlm", f"trainer.precision={precision}",
-                            f"+trainer.max_time='00:00:{seconds // 60:02d}:{seconds % 60:02d}'", f"paths.metrics_dir={tmp}/{precision}",
-                            f"paths.model_dir={tmp}/{precision}/model", "registry.enabled=false",
-                            "callbacks.progress_bar=null"], check=True, env={**os.environ, "MLFLOW_TRACKING_URI": store})
+            subprocess.run([sys.executable, "-m", "rnnlab.cli", "train", f"experiment={s['experiment']}", f"model={s['cell']}",
+                            f"trainer.precision={precision}", f"+trainer.max_time=00:00:{seconds // 60:02d}:{seconds % 60:02d}",
+                            f"paths.metrics_dir={tmp}/{precision}", f"paths.model_dir={tmp}/{precision}/model",
+                            f"paths.checkpoint_dir={tmp}/{precision}/checkpoints", "registry.enabled=false",
+                            "callbacks.progress_bar=null"], check=True, cwd=ROOT,
+                           env={**os.environ, "MLFLOW_TRACKING_URI": store})
             client = mlflow.MlflowClient(store)
             run = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id],
                                      order_by=["attribute.start_time DESC"], max_results=1)[0]
             steps = max(m.step for m in client.get_metric_history(run.info.run_id, "train_loss_step")) + 1
             bpc = json.loads(Path(tmp, precision, "charlm.json").read_text())["test"]["bpc"]
-            batch = client.get_run(run.info.run_id).data.params
-            chars = steps * int(batch["data/batch_size"]) * int(batch["data/seq_len"])
+            chars = steps * s["batch_size"] * s["seq_len"]
             result[precision] = {"steps": steps, "chars_per_second": round(chars / seconds), "test_bpc": bpc}
             print(f"{precision:11s} {steps} steps in {seconds} s: {chars / seconds:,.0f} chars/s, test bpc {bpc}",
                   file=sys.stderr)
+    if {"32-true", "bf16-mixed"} <= set(precisions):
+        result["bf16_minus_fp32_bpc"] = round(result["bf16-mixed"]["test_bpc"] - result["32-true"]["test_bpc"], 4)
+        result["quality_holds"] = result["bf16_minus_fp32_bpc"] <= 0.02  # the issue's bar
     return result
 
 
 def pipeline() -> dict:
     start = time.perf_counter()
-    subprocess.run(["dvc", "repro", "--force", "evaluate"], check=True)  # charlm's stages only
+    subprocess.run(["dvc", "repro", "--force", "evaluate"], check=True, cwd=ROOT)  # charlm's stages only
     seconds = time.perf_counter() - start
     start = time.perf_counter()
-    subprocess.run(["dvc", "repro", "evaluate"], check=True)  # nothing changed: must do nothing, quickly
+    subprocess.run(["dvc", "repro", "evaluate"], check=True, cwd=ROOT)  # nothing changed: must do nothing, quickly
     noop = time.perf_counter() - start
-    scores = json.loads(Path("metrics/charlm.json").read_text())
+    scores = json.loads((ROOT / "metrics/charlm.json").read_text())
     return {"seconds": round(seconds, 1), "noop_seconds": round(noop, 2), "test_bpc": scores["test"]["bpc"],
             "target_seconds": 900, "target_noop_seconds": 2.0, "target_test_bpc": 2.20,
             "meets_targets": seconds <= 900 and noop <= 2.0 and scores["test"]["bpc"] <= 2.20}
 
 
-def main() -> None:
+def main(argv=None, settings: dict | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, best kept")
     parser.add_argument("--cells", default="rnn,lstm,gru")
     parser.add_argument("--precisions", default="32-true,bf16-mixed")
-    parser.add_argument("--batch-size", type=int, help="default: SETTINGS' (a GPU wants more)")
-    parser.add_argument("--hidden-size", type=int, help="of the default size; default: SETTINGS'")
+    parser.add_argument("--batch-size", type=int, help="default: the pipeline's (a GPU wants more)")
+    parser.add_argument("--hidden-size", type=int, help="default: the pipeline's")
     parser.add_argument("--no-compare", action="store_true", help="skip Lightning vs plain loop and loader share")
-    parser.add_argument("--pipeline", action="store_true", help="also time a forced dvc repro")
-    parser.add_argument("--equal-time", type=int, metavar="SECONDS",
-                        help="only train the pipeline's char LM SECONDS long at each precision and score it")
-    parser.add_argument("--out", default="metrics/bench_charlm.json")
-    opts = parser.parse_args()
+    parser.add_argument("--equal-time", type=int, default=240, metavar="SECONDS",
+                        help="train the pipeline's char LM SECONDS at each precision and score it (0: skip)")
+    parser.add_argument("--pipeline", action="store_true", help="also time a forced dvc repro of the char LM")
+    parser.add_argument("--out", help="write the figures to this JSON file")
+    opts = parser.parse_args(argv)
 
-    if opts.equal_time:
-        previous = json.loads(Path(opts.out).read_text()) if Path(opts.out).is_file() else {}
-        previous["equal_time"] = equal_time(opts.equal_time, opts.precisions.split(","))
-        write_json(opts.out, previous)
-        print(json.dumps(previous["equal_time"], indent=2))
-        return
+    s = settings or pipeline_settings()
     if opts.batch_size:
-        SETTINGS["batch_size"] = opts.batch_size
+        s["batch_size"] = opts.batch_size
     if opts.hidden_size:
-        SETTINGS["hidden_size"] = SIZES["default"]["hidden_size"] = opts.hidden_size
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    result = {"settings": {**SETTINGS, "threads": torch.get_num_threads(), "device": device,
-                           "cpu": platform.processor() or platform.machine(),
-                           "torch": torch.__version__, "steps_timed": opts.steps},
-              "chars_per_second": {}, "target_chars_per_second": 20000}
-    cells = opts.cells.split(",")
-    for cell in cells:
-        for precision in opts.precisions.split(","):
-            cps, _ = throughput(cell, precision, opts.steps, opts.warmup)
-            result["chars_per_second"].setdefault(cell, {})[precision] = round(cps)
-            print(f"{cell:5s} {precision:11s} {cps:10,.0f} chars/s", file=sys.stderr)
-    if opts.no_compare:
-        write_json(opts.out, result)
-        print(json.dumps(result, indent=2))
-        return
-    result["lightning_vs_plain"] = {"precision": "bf16-mixed", "target_ratio": 0.95,
-                                    "sizes": SIZES, **lightning_vs_plain(cells, "bf16-mixed", opts.steps, opts.warmup)}
-    _, share = throughput(cells[0], "bf16-mixed", opts.steps, opts.warmup, profile=True)
-    result["loader_share"] = {"cell": cells[0], "precision": "bf16-mixed", "share_of_step_loop": round(share, 4),
-                              "target_at_most": 0.05}
+        s["hidden_size"] = opts.hidden_size
+    cells, precisions = opts.cells.split(","), opts.precisions.split(",")
+    result = {"settings": {**s, "steps_per_round": opts.steps, "rounds": opts.rounds},
+              "chars_per_second": throughput(s, cells, precisions, opts.steps, opts.warmup, opts.rounds)}
+    default = result["chars_per_second"].get(s["cell"], {}).get(s["precision"])
+    if default:
+        result["default_char_lm"] = {"cell": s["cell"], "precision": s["precision"], "chars_per_second": default,
+                                     "target_chars_per_second": 40000, "meets_target": default >= 40000}
+    if not opts.no_compare:
+        sizes = {"small": {"hidden_size": s["hidden_size"] // 2, "num_layers": 1},
+                 "default": {"hidden_size": s["hidden_size"], "num_layers": s["num_layers"]}}
+        result["lightning_vs_plain"] = lightning_vs_plain(s, sizes, cells, opts.steps, opts.warmup, opts.rounds)
+        result["loader_share"] = loader_share(s, opts.steps, opts.warmup)
+    if opts.equal_time:
+        result["equal_time"] = equal_time(s, opts.equal_time, precisions)
     if opts.pipeline:
         result["pipeline"] = pipeline()
-    elif Path(opts.out).is_file():  # keep the last pipeline figures when only throughput is re-measured
-        previous = json.loads(Path(opts.out).read_text())
-        result["pipeline"] = previous.get("pipeline", {})
-    write_json(opts.out, result)
-    print(json.dumps(result, indent=2))
+    if opts.out:
+        write_json(opts.out, result)
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    print(json.dumps(main(), indent=2))

@@ -1,7 +1,8 @@
 """Variable-length classification and inference benchmarks.
 
-    python benchmarks/bench_classify.py           # the real data and the pipeline's checkpoints
-    python benchmarks/bench_classify.py --smoke   # a few steps and samples, prints only (unless --out)
+    python benchmarks/bench_classify.py [--out FILE]   # the real data and the pipeline's checkpoints
+    python benchmarks/bench_classify.py --smoke        # a few steps and samples
+    (benchmarks/bench.py runs it for metrics/bench.json)
 
 Training (sentiment: word ids, 2-64 words; surname: characters), through the Lightning module at the
 pipeline's model sizes (conf/experiment/TASK.yaml, params.yaml: classify.TASK.model), fp32 as in
@@ -14,8 +15,6 @@ Inference: generation latency per character of the char LM, single-sample classi
 utterance's standardised frames for speaker), the same for one surname POSTed to `rnnlab serve surname` over
 HTTP (the registered champion), and batched throughput (examples/s at batch 256, collate
 included) over each task's test split.
-
-Writes metrics/bench_classify.json, with the machine's facts (CPU model, threads, torch version).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -68,20 +66,6 @@ class PaddedClassifier(SequenceClassifier):
         out, state = self.rnn(x)
         h_n = state[0] if isinstance(state, tuple) else state
         return self.head(self.drop(self.pool(out, h_n, valid_steps(lengths, x.size(1), x.device))))
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "device": "cpu",
-            "torch": torch.__version__, "python": platform.python_version(),
-            "load_average_1min_before": round(os.getloadavg()[0], 2)}
 
 
 def random_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
@@ -293,15 +277,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--models-dir", default="models")
     parser.add_argument("--served", default="surname", help="task whose served champion is timed over HTTP "
                         "(a text-in task; empty: skip)")
-    parser.add_argument("--smoke", action="store_true", help="a few steps and samples; writes only with --out")
-    parser.add_argument("--out", default=None, help="default metrics/bench_classify.json (none with --smoke)")
+    parser.add_argument("--smoke", action="store_true", help="a few steps and samples")
+    parser.add_argument("--out", help="write the figures to this JSON file")
     opts = parser.parse_args(argv)
     if opts.smoke:
         opts.steps, opts.warmup, opts.rounds, opts.samples, opts.gen_length = 3, 1, 1, 10, 20
-    out = opts.out or (None if opts.smoke else "metrics/bench_classify.json")
     data_dir, models_dir = Path(opts.data_dir), Path(opts.models_dir)
 
-    result = {"machine": machine(), "smoke": opts.smoke,
+    result = {"smoke": opts.smoke,
               "variable_length": {"steps_timed": opts.steps, "warmup": opts.warmup, "rounds": opts.rounds,
                                   "precision": "32-true", "bucket_pool_batches": BUCKET_POOL, "tasks": {}}}
     for task in opts.tasks.split(","):
@@ -313,13 +296,10 @@ def main(argv=None) -> dict:
         served = served_latency(opts.served, data_dir / opts.served, opts.samples, 20)
         result["inference"]["served"] = {opts.served: served}
         print(f"{opts.served:9s} served p50 {served['p50_ms']:.3f} ms  p95 {served['p95_ms']:.3f} ms", file=sys.stderr)
-    # other work on the cores shows here: the figures are only worth what the load beside them allows
-    result["machine"]["load_average_1min_after"] = round(os.getloadavg()[0], 2)
-    if out:
-        write_json(out, result)
-    print(json.dumps(result, indent=2))
+    if opts.out:
+        write_json(opts.out, result)
     return result
 
 
 if __name__ == "__main__":
-    main()
+    print(json.dumps(main(), indent=2))

@@ -1,5 +1,5 @@
-"""Smoke test of benchmarks/bench_classify.py: its functions on tiny synthetic data and tiny checkpoints
-built in tmp_path (the real benchmark never runs in the test suite)."""
+"""Smoke tests of benchmarks/: bench.py (every benchmark, one command) and bench_classify.py's functions on tiny
+synthetic data and tiny checkpoints built in tmp_path (the real benchmark never runs in the test suite)."""
 
 import importlib.util
 import json
@@ -20,12 +20,16 @@ TINY = dict(cell="gru", embedding_dim=8, hidden_size=8, num_layers=1, dropout=0.
 WORDS = ["good", "bad", "film", "plot", "the", "a"]
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_classify", ROOT / "benchmarks" / "bench_classify.py")
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load("bench_classify")
 
 
 def write_task(root, task: str, rng) -> None:
@@ -105,17 +109,37 @@ def test_variable_length_on_tiny_data(bench, tiny):
     assert all(v > 0 for v in result["speedup"].values())
 
 
-def test_main_smoke_writes_json(bench, tiny, tmp_path, monkeypatch):
-    out = tmp_path / "bench_classify.json"
-    monkeypatch.setitem(bench.SETTINGS, "sentiment", TINY)
-    monkeypatch.setitem(bench.SETTINGS, "surname", {**TINY, "cell": "lstm", "pooling": "last", "bidirectional": False})
+def test_one_command_runs_every_benchmark_and_writes_json_and_tables(tiny, tmp_path, monkeypatch):
+    bench = load("bench")
+    monkeypatch.setitem(bench.bench_classify.SETTINGS, "sentiment", TINY)
+    monkeypatch.setitem(bench.bench_classify.SETTINGS, "surname",
+                        {**TINY, "cell": "lstm", "pooling": "last", "bidirectional": False})
+    out, report = tmp_path / "bench.json", tmp_path / "bench.md"
+    monkeypatch.chdir(tmp_path)  # no data/processed/charlm here: random ids of the corpus's vocabulary size
     bench.main(["--smoke", "--data-dir", str(tiny / "data"), "--models-dir", str(tiny / "models"),
-                "--out", str(out)])
+                "--out", str(out), "--report", str(report)])
     result = json.loads(out.read_text())
-    assert {"cpu", "threads", "torch"} <= set(result["machine"])
-    assert set(result["variable_length"]["tasks"]) == {"sentiment", "surname"}
-    inference = result["inference"]
+    assert {"cpu", "threads", "torch", "bf16_cpu", "load_average_1min_after"} <= set(result["machine"])
+    charlm = result["charlm"]
+    assert charlm["settings"]["hidden_size"] == 16 and charlm["settings"]["experiment"] == "charlm"
+    assert charlm["chars_per_second"]["gru"]["32-true"] > 0 and charlm["chars_per_second"]["gru"]["bf16-mixed"] > 0
+    for size in ("small", "default"):
+        pair = charlm["lightning_vs_plain"]["gru"][size]
+        assert pair["lightning"] > 0 and pair["plain"] > 0
+        assert pair["ratio"] == pytest.approx(pair["lightning"] / pair["plain"], rel=0.01)
+    assert 0 <= charlm["loader_share"]["share_of_step_loop"] < 1
+    classify = result["classify"]
+    assert set(classify["variable_length"]["tasks"]) == {"sentiment", "surname"}
+    inference = classify["inference"]
     assert inference["generation"]["ms_per_char"] > 0
     for task in ("sentiment", "surname", "speaker"):
         assert 0 < inference["single"][task]["p50_ms"] <= inference["single"][task]["p95_ms"]
         assert inference["batched"][task]["examples_per_second"] > 0
+    tables = report.read_text()
+    assert "| gru | " in tables and "## Lightning module against a plain PyTorch loop" in tables
+    assert "| sentiment | random | " in tables
+
+
+def test_the_benchmark_measures_the_pipelines_char_lm():
+    settings = load("bench_charlm").pipeline_settings()
+    assert settings["cell"] == "lstm" and settings["batch_size"] == 16 and settings["dropout"] == 0.0
