@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu_check: no CUDA device (torch " + torch.__version__ + ")")'
 "$PY" -m pytest -m gpu -q -p no:cacheprovider
-"$PY" benchmarks/bench_charlm.py --batch-size 256 --hidden-size 1024 --steps 50 --warmup 10 \
-  --precisions 32-true,bf16-mixed --no-compare --out metrics/bench_gpu.json
+"$PY" benchmarks/bench_charlm.py --batch-size 256 --hidden-size 1024 --steps 40 --warmup 10 --rounds 2 \
+  --precisions 32-true,bf16-mixed --no-compare --equal-time 0 --out metrics/bench_gpu.json
