@@ -47,8 +47,8 @@ def markdown(r: dict) -> str:
     out.append(f"\n## Char LM training throughput (characters/s)\n\nThe pipeline's char LM settings "
                f"(`experiment={s['experiment']}`): embedding {s['embedding_dim']}, {s['num_layers']} x "
                f"{s['hidden_size']} hidden, dropout {s['dropout']}, batch {s['batch_size']} x {s['seq_len']}, through "
-               f"the Lightning module; each figure the best of {s['rounds']} interleaved rounds' median step "
-               f"({s['steps_per_round']} steps a round).\n\n")
+               f"the Lightning module; characters over the lower decile of the step times of {s['rounds']} interleaved "
+               f"rounds of {s['steps_per_round']} steps (the steps other work on the machine left alone).\n\n")
     precisions = sorted({p for cell in c["chars_per_second"].values() for p in cell})
     out.append(table(["cell", *precisions], [[cell, *(by.get(p, "") for p in precisions)]
                                             for cell, by in c["chars_per_second"].items()]))
@@ -93,14 +93,15 @@ def markdown(r: dict) -> str:
             rows.append([task, batching, f"{packed['padding_fraction'] * 100:.0f} %",
                          packed["tokens_per_second"], padded["tokens_per_second"],
                          round(packed["tokens_per_second"] / padded["tokens_per_second"], 2)])
-        rows.append([task, "bucketed / random (packed)", "", "", "", t["speedup"]["bucketed_over_random_packed"]])
-    out.append(table(["task", "batching", "padding", "packed tokens/s", "padded tokens/s", "speedup"], rows))
+    out.append(table(["task", "batching", "padding", "packed tokens/s", "padded tokens/s", "packed / padded"], rows))
+    out.append("\nBucketed over random batches, packed: " + ", ".join(
+        f"{task} {t['speedup']['bucketed_over_random_packed']}x" for task, t in vl["tasks"].items()) + ".\n")
     inf = v["inference"]
     g = inf["generation"]
     out.append(f"\n## Inference\n\nGeneration: {g['ms_per_char']} ms per character ({num(g['chars_per_second'])} "
                f"chars/s), batch 1.\n\n")
     rows = [[task, x["p50_ms"], x["p95_ms"], x["path"]] for task, x in inf["single"].items()]
-    rows += [[task, x["p50_ms"], x["p95_ms"], x["path"]] for task, x in inf.get("served", {}).items()]
+    rows += [[f"{task} (served)", x["p50_ms"], x["p95_ms"], x["path"]] for task, x in inf.get("served", {}).items()]
     out.append(table(["task", "p50 ms", "p95 ms", "path"], rows))
     out.append("\n" + table(["task", "batch", "examples/s"], [[task, x["batch_size"], x["examples_per_second"]]
                                                              for task, x in inf["batched"].items()]))
