@@ -134,23 +134,22 @@ def main(argv=None) -> dict:
         opts.out, opts.report = opts.out or "metrics/bench.json", opts.report or "reports/bench.md"
 
     facts = machine()
-    charlm_args, classify_args = [], ["--data-dir", opts.data_dir, "--models-dir", opts.models_dir]
-    settings = None
+    classify_args = ["--data-dir", opts.data_dir, "--models-dir", opts.models_dir]
+    charlm_args, settings = ["--equal-time", str(opts.equal_time)], None
     if opts.smoke:
         charlm_args = ["--steps", "2", "--warmup", "1", "--rounds", "1", "--cells", "gru", "--equal-time", "0"]
         settings = {**bench_charlm.pipeline_settings(), **TINY_CHARLM}
         classify_args += ["--smoke"]
-    else:
-        charlm_args = ["--equal-time", str(opts.equal_time)]
     result = {"date": datetime.date.today().isoformat(), "machine": facts,
               "charlm": bench_charlm.main(charlm_args, settings=settings),
               "classify": bench_classify.main(classify_args)}
     facts["load_average_1min_after"] = round(os.getloadavg()[0], 2)
+    tables = markdown(result)
     if opts.out:
         write_json(opts.out, result)
     if opts.report:
-        write_text(opts.report, markdown(result))
-    print(markdown(result))
+        write_text(opts.report, tables)
+    print(tables)
     return result
 
 

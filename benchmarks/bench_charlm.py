@@ -249,8 +249,10 @@ def main(argv=None, settings: dict | None = None) -> dict:
         result["equal_time"] = equal_time(s, opts.equal_time, precisions)
     if opts.pipeline:
         result["pipeline"] = pipeline()
-    if opts.out:
-        write_json(opts.out, result)
+    if opts.out:  # run on its own (benchmarks/gpu_check.sh): with the machine's facts, as bench.py records them
+        from machine import machine
+
+        write_json(opts.out, {"machine": machine(), **result})
     return result
 
 

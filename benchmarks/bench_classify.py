@@ -296,8 +296,10 @@ def main(argv=None) -> dict:
         served = served_latency(opts.served, data_dir / opts.served, opts.samples, 20)
         result["inference"]["served"] = {opts.served: served}
         print(f"{opts.served:9s} served p50 {served['p50_ms']:.3f} ms  p95 {served['p95_ms']:.3f} ms", file=sys.stderr)
-    if opts.out:
-        write_json(opts.out, result)
+    if opts.out:  # run on its own (benchmarks/gpu_check.sh): with the machine's facts, as bench.py records them
+        from machine import machine
+
+        write_json(opts.out, {"machine": machine(), **result})
     return result
 
 

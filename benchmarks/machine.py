@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from rnnlab.trainer import native_bf16
+
 
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
@@ -21,6 +23,6 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
             "torch": torch.__version__, "python": platform.python_version(),
-            "bf16_cpu": torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+            "bf16_cpu": native_bf16(),  # what ${bf16_if_supported:} decides on
             # other work on the cores shows in every figure: they are only worth what the load beside them allows
             "load_average_1min_before": round(os.getloadavg()[0], 2)}
