@@ -1,6 +1,6 @@
 """Character LM benchmarks, at the pipeline's char LM settings (composed from conf/ as `dvc repro` trains it):
 training throughput of rnn/lstm/gru at fp32 and bf16 autocast through the Lightning module; the same model in a
-plain PyTorch loop at two sizes (the ratio); the data loader's share of a step; and the pipeline's char LM
+plain PyTorch loop at two sizes, each plain step paired with a Lightning step (the ratio); the data loader's share of a step; and the pipeline's char LM
 trained for equal wall time at each precision, then scored on the test plays.
 
     python benchmarks/bench_charlm.py --out metrics/bench_gpu.json   # (benchmarks/bench.py runs it for metrics/bench.json)
@@ -53,6 +53,12 @@ def pipeline_settings() -> dict:
             "experiment": params["experiment"]}
 
 
+def synchronized_clock() -> float:
+    if torch.cuda.is_available():  # CUDA runs ahead of the host: time finished work only
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class StepTimes(Callback):
     """Seconds between the ends of consecutive training steps, after `warmup` steps (allocation, thread start)."""
 
@@ -60,9 +66,7 @@ class StepTimes(Callback):
         self.warmup, self.ends = warmup, []
 
     def on_train_batch_end(self, trainer, *args):
-        if torch.cuda.is_available():  # CUDA runs ahead of the host: time finished work only
-            torch.cuda.synchronize()
-        self.ends.append(time.perf_counter())
+        self.ends.append(synchronized_clock())
 
     @property
     def seconds(self) -> list[float]:
@@ -87,76 +91,96 @@ def model_and_loader(s: dict, cell: str, size: dict) -> tuple[CharLanguageModel,
 
 
 def lightning_steps(s: dict, cell: str, precision: str, size: dict, steps: int, warmup: int,
-                    profiler=None) -> list[float]:
+                    profiler=None, callbacks: tuple = ()) -> list[float]:
     model, loader = model_and_loader(s, cell, size)
     timer = StepTimes(warmup)
     trainer = quiet_trainer(max_steps=warmup + steps + 1, precision=precision, limit_val_batches=0,
-                            gradient_clip_val=s["gradient_clip_val"], callbacks=[timer], profiler=profiler)
+                            gradient_clip_val=s["gradient_clip_val"], callbacks=[timer, *callbacks],
+                            profiler=profiler)
     trainer.fit(model, train_dataloaders=loader)
     return timer.seconds
 
 
-def plain_steps(s: dict, cell: str, precision: str, size: dict, steps: int, warmup: int) -> list[float]:
+class PlainTwin(Callback):
     """The same model, batches and update as the Lightning run (carried state, AdamW, clipping, the same autocast,
-    the same device), written as a bare PyTorch loop."""
-    model, loader = model_and_loader(s, cell, size)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
-    model.train()
-    state, ends = None, []
-    for i, (x, y) in enumerate(loader):
-        if i == warmup + steps + 1:
-            break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast:
-            logits, state = model(x, state)
+    the same device), written as a bare PyTorch loop on a twin of the model, one step after each Lightning step:
+    the two steps of a pair run within a few milliseconds of each other, so a busy spell on the shared machine
+    slows both (timed in rounds, one path after the other, the ratio swung from 0.84 to 1.13 here)."""
+
+    def __init__(self, s: dict, cell: str, precision: str, size: dict, warmup: int):
+        self.model, loader = model_and_loader(s, cell, size)
+        self.batches = iter(loader)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(self.device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+        self.autocast = torch.autocast(self.device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+        self.clip, self.warmup, self.state = s["gradient_clip_val"], warmup, None
+        self.lightning, self.plain, self.last = [], [], None
+
+    def step(self):
+        x, y = next(self.batches)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        with self.autocast:
+            logits, state = self.model(x, self.state)
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-        state = detach_state(state)
-        optimizer.zero_grad(set_to_none=True)
+        self.state = detach_state(state)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), s["gradient_clip_val"])
-        optimizer.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        ends.append(time.perf_counter())
-    ends = ends[warmup:]
-    return [b - a for a, b in zip(ends, ends[1:])]
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+
+    def on_train_batch_end(self, trainer, *args):
+        # a Lightning step: from the end of the previous plain step to here (fetch, hooks, step, logging)
+        start = synchronized_clock()
+        self.step()
+        end = synchronized_clock()
+        if trainer.global_step > self.warmup + 1:  # the first pair needs a previous plain step
+            self.lightning.append(start - self.last)
+            self.plain.append(end - start)
+        self.last = end
 
 
-def chars_per_second(s: dict, rounds: list[list[float]]) -> float:
-    """Characters/s at the lower decile of the step times of all rounds."""
-    steps = sorted(t for r in rounds for t in r)
-    return s["batch_size"] * s["seq_len"] / steps[len(steps) // 10]
+def chars_per_second(s: dict, rounds: list[list[float]], quantile: float = 0.1) -> float:
+    """Characters/s at a quantile (by default the lower decile) of the step times of all rounds."""
+    return s["batch_size"] * s["seq_len"] / float(np.quantile([t for r in rounds for t in r], quantile))
 
 
-def throughput(s: dict, cells: list[str], precisions: list[str], steps: int, warmup: int, rounds: int) -> dict:
+def throughput(s: dict, cells: list[str], precisions: list[str], steps: int, warmup: int,
+               rounds: int) -> tuple[dict, dict]:
+    """Characters/s at the lower decile and at the median step time, by cell and precision."""
     size = {"hidden_size": s["hidden_size"], "num_layers": s["num_layers"]}
     timed = {}
     for _ in range(rounds):
         for cell in cells:
             for precision in precisions:
                 timed.setdefault((cell, precision), []).append(lightning_steps(s, cell, precision, size, steps, warmup))
-    result = {}
+    result, median = {}, {}
     for (cell, precision), r in timed.items():
         result.setdefault(cell, {})[precision] = round(chars_per_second(s, r))
-        print(f"{cell:5s} {precision:11s} {result[cell][precision]:10,d} chars/s", file=sys.stderr)
-    return result
+        median.setdefault(cell, {})[precision] = round(chars_per_second(s, r, 0.5))
+        print(f"{cell:5s} {precision:11s} {result[cell][precision]:10,d} chars/s (median step "
+              f"{median[cell][precision]:,d})", file=sys.stderr)
+    return result, median
 
 
-def lightning_vs_plain(s: dict, sizes: dict, cells: list[str], steps: int, warmup: int, rounds: int) -> dict:
+def lightning_vs_plain(s: dict, sizes: dict, cells: list[str], steps: int, warmup: int) -> dict:
+    """Each Lightning step paired with a plain-loop step of a twin model (PlainTwin): characters/s at each path's
+    median step, the median of the pairs' time ratios, and Lightning's own time a step (median difference)."""
     precision = s["precision"]
-    result = {"precision": precision, "sizes": sizes, "target_ratio": 0.95}
+    result = {"precision": precision, "sizes": sizes, "steps": steps, "target_ratio": 0.95}
     for cell in cells:
         for name, size in sizes.items():
-            light, plain = [], []
-            for _ in range(rounds):  # interleaved: a busy spell slows one round of one path, not a whole path
-                light.append(lightning_steps(s, cell, precision, size, steps, warmup))
-                plain.append(plain_steps(s, cell, precision, size, steps, warmup))
-            a, b = chars_per_second(s, light), chars_per_second(s, plain)
-            result.setdefault(cell, {})[name] = {"lightning": round(a), "plain": round(b), "ratio": round(a / b, 3)}
-            print(f"{cell:5s} {name:8s} lightning {a:9,.0f}  plain {b:9,.0f}  ratio {a / b:.3f}", file=sys.stderr)
+            twin = PlainTwin(s, cell, precision, size, warmup)
+            lightning_steps(s, cell, precision, size, steps, warmup, callbacks=[twin])
+            light, plain = np.array(twin.lightning), np.array(twin.plain)
+            chars = s["batch_size"] * s["seq_len"]
+            pair = {"lightning": round(chars / np.median(light)), "plain": round(chars / np.median(plain)),
+                    "ratio": round(float(np.median(plain / light)), 3),
+                    "lightning_ms_per_step": round(float(np.median(light - plain)) * 1e3, 2)}
+            result.setdefault(cell, {})[name] = pair
+            print(f"{cell:5s} {name:8s} lightning {pair['lightning']:9,d}  plain {pair['plain']:9,d}  "
+                  f"ratio {pair['ratio']:.3f}  Lightning's own {pair['lightning_ms_per_step']} ms a step",
+                  file=sys.stderr)
     return result
 
 
@@ -234,16 +258,18 @@ def main(argv=None, settings: dict | None = None) -> dict:
     if opts.hidden_size:
         s["hidden_size"] = opts.hidden_size
     cells, precisions = opts.cells.split(","), opts.precisions.split(",")
+    lower_decile, median = throughput(s, cells, precisions, opts.steps, opts.warmup, opts.rounds)
     result = {"settings": {**s, "steps_per_round": opts.steps, "rounds": opts.rounds},
-              "chars_per_second": throughput(s, cells, precisions, opts.steps, opts.warmup, opts.rounds)}
-    default = result["chars_per_second"].get(s["cell"], {}).get(s["precision"])
+              "chars_per_second": lower_decile, "median_step_chars_per_second": median}
+    default = lower_decile.get(s["cell"], {}).get(s["precision"])
     if default:
         result["default_char_lm"] = {"cell": s["cell"], "precision": s["precision"], "chars_per_second": default,
+                                     "median_step_chars_per_second": median[s["cell"]][s["precision"]],
                                      "target_chars_per_second": 40000, "meets_target": default >= 40000}
     if not opts.no_compare:
         sizes = {"small": {"hidden_size": s["hidden_size"] // 2, "num_layers": 1},
                  "default": {"hidden_size": s["hidden_size"], "num_layers": s["num_layers"]}}
-        result["lightning_vs_plain"] = lightning_vs_plain(s, sizes, cells, opts.steps, opts.warmup, opts.rounds)
+        result["lightning_vs_plain"] = lightning_vs_plain(s, sizes, cells, opts.steps * opts.rounds, opts.warmup)
         result["loader_share"] = loader_share(s, opts.steps, opts.warmup)
     if opts.equal_time:
         result["equal_time"] = equal_time(s, opts.equal_time, precisions)
