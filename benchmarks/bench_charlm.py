@@ -1,7 +1,7 @@
 """Character LM benchmarks, at the pipeline's char LM settings (composed from conf/ as `dvc repro` trains it):
 training throughput of rnn/lstm/gru at fp32 and bf16 autocast through the Lightning module; the same model in a
-plain PyTorch loop at two sizes, each plain step paired with a Lightning step (the ratio); the data loader's share of a step; and the pipeline's char LM
-trained for equal wall time at each precision, then scored on the test plays.
+plain PyTorch loop at two sizes, each plain step paired with a Lightning step (the ratio); the data loader's share
+of a step; and the pipeline's char LM trained for equal wall time at each precision, then scored on the test plays.
 
     python benchmarks/bench_charlm.py --out metrics/bench_gpu.json   # (benchmarks/bench.py runs it for metrics/bench.json)
 
