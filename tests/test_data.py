@@ -80,15 +80,17 @@ def make_archive(path, files: dict[str, bytes]):
             tar.addfile(info, io.BytesIO(data))
 
 
-@pytest.mark.parametrize("content, message", [(b"", "is empty"), (b"  \n\n", "is empty"),
-                                                (b"caf\xe9 au lait", "is not UTF-8")])
-def test_bad_text_stops_pull_without_output(workdir, content, message):
+@pytest.mark.parametrize("name, content, message", [("bad_gut.txt", b"", "is empty"),
+                                                      ("bad_gut.txt", b"  \n\n", "is empty"),
+                                                      ("bad_gut.txt", b"caf\xe9 au lait", "is not UTF-8"),
+                                                      ("metadata.txt", b"[hamlet_gut]\ntitle = H\xe9", "is not UTF-8")])
+def test_bad_text_stops_pull_without_output(workdir, name, content, message):
     archive = workdir / "bad.tar.gz"
-    make_archive(archive, {"hamlet_gut.txt": b"To be.", "bad_gut.txt": content})
+    make_archive(archive, {"hamlet_gut.txt": b"To be.", name: content})
     params = slice_params()
     params["data"]["charlm"]["source"].update(archive=str(archive), sha256=sha256_of(archive))
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(RnnlabError, match=f"bad_gut.txt {message}"):
+    with pytest.raises(RnnlabError, match=f"{name} {message}"):
         stages.pull("charlm")
     assert not (workdir / "data").exists()
 

@@ -25,7 +25,8 @@ def read_archive(archive: Path) -> Dataset:
         members = {m.name: m for m in tar.getmembers() if m.isfile()}
         meta = configparser.ConfigParser(interpolation=None)
         if TEXTS + "metadata.txt" in members:
-            meta.read_string(tar.extractfile(members[TEXTS + "metadata.txt"]).read().decode("utf-8"))
+            raw = tar.extractfile(members[TEXTS + "metadata.txt"]).read()
+            meta.read_string(utf8_text(raw, f"{archive}:{TEXTS}metadata.txt"))
         for name in sorted(members):
             if not (name.startswith(TEXTS) and name.endswith("_gut.txt")):
                 continue
