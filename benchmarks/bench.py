@@ -23,7 +23,7 @@ import bench_charlm  # noqa: E402
 import bench_classify  # noqa: E402
 from machine import machine  # noqa: E402
 
-from rnnlab.io import write_json, write_text  # noqa: E402
+from rnnlab.core.io import write_json, write_text  # noqa: E402
 
 TINY_CHARLM = {"embedding_dim": 8, "hidden_size": 16, "num_layers": 2, "batch_size": 4, "seq_len": 16}
 

@@ -30,20 +30,20 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.profilers import SimpleProfiler
 
+from rnnlab.core.io import write_json
+from rnnlab.core.recurrent import detach_state
+from rnnlab.core.trainer import quiet_trainer
 from rnnlab.data.streams import StreamWindows
 from rnnlab.data.vocab import CharVocab
-from rnnlab.io import write_json
-from rnnlab.recurrent import detach_state
 from rnnlab.shapes.many_to_many import CharLanguageModel
-from rnnlab.trainer import quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESSED = Path("data/processed/charlm")
 
 
 def pipeline_settings() -> dict:
-    """The char LM `dvc repro` trains: params.yaml's train.experiment and train.model composed with conf/."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    """The char LM `dvc repro` trains: params.yaml's tasks.charlm.experiment and .model composed with conf/."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"]["charlm"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", [f"experiment={params['experiment']}", f"model={params['model']}"])
     return {"cell": cfg.model.cell, "embedding_dim": cfg.model.embedding_dim, "hidden_size": cfg.model.hidden_size,

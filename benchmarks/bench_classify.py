@@ -11,7 +11,7 @@ the padded batch (PaddedClassifier, a speed comparison only: the padded run is n
 and length-bucketed batches against random ones; steps/s and real (unpadded) tokens/s.
 
 Inference: generation latency per character of the char LM, single-sample classification latency
-(p50/p95: rnnlab.predict's encode path plus predict_step for sentiment and surname, predict_step on one
+(p50/p95: rnnlab.serving.predict's encode path plus predict_step for sentiment and surname, predict_step on one
 utterance's standardised frames for speaker), the same for one surname POSTed to `rnnlab serve surname` over
 HTTP (the registered champion), and batched throughput (examples/s at batch 256, collate
 included) over each task's test split.
@@ -35,14 +35,14 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
-from rnnlab.checkpoint import load_checkpoint
+from rnnlab import tasks
+from rnnlab.core.io import write_json
+from rnnlab.core.trainer import quiet_trainer
 from rnnlab.data.labelled import LabelledDataModule
 from rnnlab.data.padding import collate
-from rnnlab.io import write_json
-from rnnlab.predict import encode
 from rnnlab.shapes.classification import check_inputs, valid_steps
 from rnnlab.shapes.many_to_one import SequenceClassifier
-from rnnlab.trainer import quiet_trainer
+from rnnlab.tasks import load_checkpoint
 
 # the pipeline's models: conf/experiment/TASK.yaml (sizes, batch) and params.yaml: classify.TASK.model (cell)
 SETTINGS = {
@@ -189,14 +189,14 @@ def single_latency(task: str, checkpoint: str | Path, processed_dir: str | Path,
     times = []
     for n, raw in enumerate(picks):
         start = time.perf_counter()
-        steps = raw if isinstance(raw, torch.Tensor) else encode(task, raw, model.hparams)
+        steps = raw if isinstance(raw, torch.Tensor) else tasks.get(task).adapter().encode(raw, model.hparams)
         with torch.inference_mode():
             model.predict_step((steps[None].to(model.device), torch.tensor([len(steps)])), 0)
         if n >= warmup:
             times.append((time.perf_counter() - start) * 1e3)
     return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3),
             "samples": samples, "path": "predict_step on standardised frames" if task == "speaker"
-            else "rnnlab.predict.encode + predict_step"}
+            else "the task's adapter (encode) + predict_step"}
 
 
 def served_latency(task: str, processed_dir: str | Path, samples: int, warmup: int) -> dict:
@@ -216,9 +216,9 @@ def served_latency(task: str, processed_dir: str | Path, samples: int, warmup: i
             try:
                 urllib.request.urlopen(f"{url}/ping", timeout=2)
                 break
-            except OSError:
+            except OSError as e:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"rnnlab serve {task} did not start (is there a champion? dvc repro first)")
+                    raise SystemExit(f"rnnlab serve {task} did not start (is there a champion? dvc repro first)") from e
                 time.sleep(1)
         for n, raw in enumerate(picks):
             body = json.dumps({"inputs": [raw]}).encode()

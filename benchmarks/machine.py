@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.trainer import native_bf16
+from rnnlab.core.trainer import native_bf16
 
 
 def machine() -> dict:

@@ -37,15 +37,15 @@ TRANSLATE_SLICES = [
 def slice_params(**changes) -> dict:
     """The project's params.yaml, pointed at the offline corpus slice (and every task at its slice)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["charlm"]["source"].update(archive=str(FIXTURE), sha256=FIXTURE_SHA256)
+    params["tasks"]["charlm"]["data"]["source"].update(archive=str(FIXTURE), sha256=FIXTURE_SHA256)
     for task, (archive, sha256) in SLICES.items():
-        params["data"][task]["source"].update(archive=str(archive), sha256=sha256)
-    translate = params["data"]["translate"]
+        params["tasks"][task]["data"]["source"].update(archive=str(archive), sha256=sha256)
+    translate = params["tasks"]["translate"]["data"]
     for package, (archive, sha256) in zip(translate["source"]["packages"], TRANSLATE_SLICES):
         package.update(archive=str(archive), sha256=sha256)
     # the slice's books: Gen, Ruth, Ps, Jonah, 2John, 3John train; Obadiah validation; Philemon test
     translate.update(splits={"validation": ["Obad"], "test": ["Phlm"]}, vocab_size=300)
-    params["data"]["charlm"].update(changes)
+    params["tasks"]["charlm"]["data"].update(changes)
     # the gradient lab in seconds: short sequences, tiny models, a few steps
     gradients = params["gradients"]
     gradients["adding"].update(lengths=[5, 10], hidden_size=8, batch_size=16, max_steps=20, val_every=10,
@@ -67,7 +67,7 @@ def workdir(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def processed(tmp_path_factory) -> Path:
     """data/processed/charlm built once from the corpus slice by the real stages."""
-    from rnnlab import stages
+    from rnnlab.pipeline import prepare as stages
 
     root = tmp_path_factory.mktemp("processed")
     (root / "params.yaml").write_text(yaml.safe_dump(slice_params()))
@@ -84,10 +84,10 @@ def processed(tmp_path_factory) -> Path:
 def run_task(root: Path, task: str, **changes) -> Path:
     """pull + preprocess `task` by the real stages in the scratch project `root`, reading the task's slice;
     `changes` replace keys of data.TASK. Returns data/processed/TASK."""
-    from rnnlab import stages
+    from rnnlab.pipeline import prepare as stages
 
     params = slice_params()
-    params["data"][task].update(changes)
+    params["tasks"][task]["data"].update(changes)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     cwd = os.getcwd()
     os.chdir(root)
@@ -115,9 +115,10 @@ def rnnlab(root: Path, *args: str, **extra_env: str) -> subprocess.CompletedProc
 
 
 def compose(*overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
-    import rnnlab.trainer  # noqa: F401  registers the config's ${bf16_if_supported:} resolver
+    import rnnlab.core.trainer  # noqa: F401  registers the config's ${bf16_if_supported:} resolver
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
@@ -133,7 +134,7 @@ CHANNELS = 12
 
 
 def tiny_modules() -> dict:
-    """An untrained, tiny model of every task (rnnlab.pyfunc and the registry tests)."""
+    """An untrained, tiny model of every task (rnnlab.serving.pyfunc and the registry tests)."""
     from rnnlab.data.vocab import PAD, UNK
     from rnnlab.shapes.many_to_many import CharLanguageModel
     from rnnlab.shapes.many_to_one import SequenceClassifier
@@ -161,8 +162,8 @@ def tiny_modules() -> dict:
 
 
 def save_checkpoint(module, path: Path) -> Path:
-    """The layout of a Lightning checkpoint as far as rnnlab.checkpoint.load_checkpoint reads it."""
-    from rnnlab.checkpoint import CLASS_KEY
+    """The layout of a Lightning checkpoint as far as rnnlab.tasks.load_checkpoint reads it."""
+    from rnnlab.core.checkpoint import CLASS_KEY
 
     torch.save({CLASS_KEY: type(module).__name__, "hyper_parameters": dict(module.hparams),
                 "state_dict": module.state_dict()}, path)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from conftest import ROOT
-from rnnlab.checkpoint import CLASS_KEY
+from rnnlab.core.checkpoint import CLASS_KEY
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.shapes.many_to_one import SequenceClassifier
+
+from conftest import ROOT
 
 TINY = dict(cell="gru", embedding_dim=8, hidden_size=8, num_layers=1, dropout=0.1, bidirectional=True,
             pooling="max", batch_size=4)

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import RnnlabError
-from rnnlab.cells import ScratchRNN
+from rnnlab.core.cells import ScratchRNN
 from rnnlab.shapes.many_to_many import CharLanguageModel
 
 KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", None), ("gru", None)]

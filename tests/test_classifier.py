@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.core.trainer import quiet_trainer
 from rnnlab.data.padding import collate
 from rnnlab.shapes.many_to_one import POOLINGS, SequenceClassifier
 from rnnlab.shapes.one_to_one import BagClassifier
-from rnnlab.trainer import quiet_trainer
 
 KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 KIND_IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]

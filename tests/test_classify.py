@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import compose, run_task
 from rnnlab import RnnlabError
-from rnnlab.checkpoint import CLASS_KEY, check_fits, load_checkpoint
 from rnnlab.cli import main
+from rnnlab.core.checkpoint import CLASS_KEY, check_fits
 from rnnlab.data.labelled import LabelledDataModule
-from rnnlab.train import train
+from rnnlab.pipeline.train import train
+from rnnlab.tasks import load_checkpoint
+
+from conftest import compose, run_task
 
 TASKS = ("sentiment", "speaker", "surname")
 
@@ -79,7 +81,7 @@ def test_evaluate_writes_metrics_confusion_and_errors(trained, project, task):
     assert 0 < metrics["baseline"]["majority"]["accuracy"] <= 1
 
     dm = LabelledDataModule(task, str(project / "data" / "processed" / task))
-    with open(out / "metrics" / f"{task}_confusion.csv") as f:
+    with open(out / "reports" / f"{task}_confusion.csv") as f:
         confusion = list(csv.DictReader(f))
     assert len(confusion) == len(dm.data["test"])
     assert [r["actual"] for r in confusion] == [labels[y] for _, y in dm.data["test"]]

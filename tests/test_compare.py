@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rnnlab import tasks
 from rnnlab.cli import main
-from rnnlab.compare import TASK_METRICS, filter_string, lower_is_better
+from rnnlab.serving.compare import filter_string
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -42,7 +43,7 @@ def store(tmp_path_factory):
     client = MlflowClient(uri)
     ids = {}
     for task, runs in RUNS.items():
-        test_metric, val_metric = TASK_METRICS[task]
+        test_metric, val_metric = tasks.get(task).metric, tasks.get(task).val_metric
         experiment = client.create_experiment(f"rnnlab-{task}")
         ids[task] = {}
         for i, (name, status, tags, test, val, params) in enumerate(runs):
@@ -140,9 +141,13 @@ def test_metric_override_and_max_runs(store, tmp_path, capsys):
     assert code == 0 and order(out, ids) == ["charlm-gru", "charlm-lstm", "charlm-rnn"]
 
 
-def test_direction_is_inferred_from_the_metric_name():
-    assert all(map(lower_is_better, ["val_loss", "test_bpc", "val_perplexity", "test_mse"]))
-    assert not any(map(lower_is_better, ["test_accuracy", "val_acc", "val_macro_f1"]))
+def test_direction_comes_from_the_task_spec_then_from_the_metric_name():
+    translate = tasks.get("translate")
+    assert not translate.lower_is_better_for("test_bleu") and translate.lower_is_better_for("val_ppl")
+    assert not tasks.get("sentiment").lower_is_better_for("val_acc")
+    charlm = tasks.get("charlm")
+    assert all(map(charlm.lower_is_better_for, ["val_loss", "test_bpc", "val_perplexity", "test_mse"]))
+    assert not any(map(charlm.lower_is_better_for, ["test_accuracy", "val_acc", "val_macro_f1"]))
 
 
 def test_filter_string_quotes_keys_and_values():
@@ -151,7 +156,7 @@ def test_filter_string_quotes_keys_and_values():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["weather"], "unknown task 'weather'; choose one of charlm, sentiment, speaker, surname"),
+    (["weather"], "unknown task 'weather'; choose one of charlm, forecast, sentiment, speaker, surname"),
     (["speaker"], "no experiment 'rnnlab-speaker'"),
     (["charlm", "--tag", "cell=xyz"], "no finished runs in 'rnnlab-charlm' with tags cell=xyz"),
     (["charlm", "--tag", "cell"], "malformed --tag 'cell': expected KEY=VALUE"),
@@ -176,8 +181,8 @@ def test_a_missing_store_is_an_error_not_a_new_database(tmp_path, monkeypatch, c
     assert list(tmp_path.iterdir()) == []
 
 
-def test_task_metrics_match_the_task_configs():
+def test_every_registered_task_has_its_config_and_the_metrics_live_only_in_its_spec():
     configs = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / "conf" / "task").glob("*.yaml")}
-    assert set(configs) == set(TASK_METRICS)
+    assert set(configs) == set(tasks.names())
     for task, cfg in configs.items():
-        assert TASK_METRICS[task][1] == cfg["val_metric"], task
+        assert cfg["task_name"] == task and "val_metric" not in cfg, task

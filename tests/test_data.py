@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import FIXTURE, FIXTURE_SHA256, slice_params
-from rnnlab import RnnlabError, stages
-from rnnlab.data import shakespeare
+from rnnlab import RnnlabError
+from rnnlab.core.sources import pypi_sdist, sha256_of
 from rnnlab.data.vocab import CharVocab
-from rnnlab.sources import pypi_sdist, sha256_of
+from rnnlab.pipeline import prepare as stages
+from rnnlab.tasks.charlm import data as shakespeare
+
+from conftest import FIXTURE, FIXTURE_SHA256, slice_params
 
 
 def test_vocab_round_trip_and_unknown_symbol():
@@ -88,7 +90,7 @@ def test_bad_text_stops_pull_without_output(workdir, name, content, message):
     archive = workdir / "bad.tar.gz"
     make_archive(archive, {"hamlet_gut.txt": b"To be.", name: content})
     params = slice_params()
-    params["data"]["charlm"]["source"].update(archive=str(archive), sha256=sha256_of(archive))
+    params["tasks"]["charlm"]["data"]["source"].update(archive=str(archive), sha256=sha256_of(archive))
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(RnnlabError, match=f"{name} {message}"):
         stages.pull("charlm")

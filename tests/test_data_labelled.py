@@ -3,9 +3,10 @@ from collections import Counter
 import pytest
 import yaml
 
-from rnnlab import RnnlabError, stages
+from rnnlab import RnnlabError, tasks
 from rnnlab.data.labelled import stratified_split
 from rnnlab.data.vocab import TokenVocab
+from rnnlab.pipeline import prepare as stages
 
 
 def test_stratified_split_is_a_seeded_partition_in_proportion():
@@ -40,10 +41,10 @@ def test_token_vocab_pads_with_0_and_maps_unknown_to_1(tmp_path):
 
 def test_every_task_has_a_data_section_and_a_bad_key_is_named(workdir):
     params = yaml.safe_load((workdir / "params.yaml").read_text())
-    assert set(stages.TASKS) == {"charlm", "sentiment", "speaker", "surname", "forecast", "translate"} <= set(params["data"])
-    params["data"]["surname"]["min_nmes"] = 3
+    assert set(params["tasks"]) == set(tasks.names())
+    params["tasks"]["surname"]["data"]["min_nmes"] = 3
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(RnnlabError, match="data.surname: .*'min_nmes'"):
+    with pytest.raises(RnnlabError, match="tasks.surname.data: .*'min_nmes'"):
         stages.preprocess("surname")
-    with pytest.raises(RnnlabError, match="unknown task 'sentimental'; choose one of charlm, sentiment"):
+    with pytest.raises(RnnlabError, match="unknown task 'sentimental'; choose one of charlm, forecast, sentiment"):
         stages.pull("sentimental")

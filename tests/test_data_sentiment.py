@@ -6,12 +6,14 @@ from collections import Counter
 import pytest
 from datasets import load_from_disk
 
-from conftest import FIXTURE, SLICES, run_task
-from rnnlab import RnnlabError, stages
-from rnnlab.data import sentiment
+from rnnlab import RnnlabError
+from rnnlab.core.sources import pypi_sdist
 from rnnlab.data.labelled import SPLITS
 from rnnlab.data.vocab import TokenVocab
-from rnnlab.sources import pypi_sdist
+from rnnlab.pipeline import prepare as stages
+from rnnlab.tasks.sentiment import data as sentiment
+
+from conftest import FIXTURE, SLICES, run_task
 
 ARCHIVE, SHA256 = SLICES["sentiment"]
 

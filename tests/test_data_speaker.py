@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from datasets import load_from_disk
 
-from conftest import SLICES, run_task
 from rnnlab import RnnlabError
-from rnnlab.data import speaker
+from rnnlab.core.sources import pypi_wheel
 from rnnlab.data.labelled import SPLITS
-from rnnlab.sources import pypi_wheel
+from rnnlab.tasks.speaker import data as speaker
+
+from conftest import SLICES, run_task
 
 ARCHIVE, SHA256 = SLICES["speaker"]
 HEADER = "#JapaneseVowels\n@problemName JapaneseVowels\n@classLabel true 1 2\n@data\n"  # data from line 5

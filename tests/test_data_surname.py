@@ -3,12 +3,13 @@ import json
 import pytest
 from datasets import load_from_disk
 
-from conftest import SLICES, run_task
 from rnnlab import RnnlabError
-from rnnlab.data import surname
+from rnnlab.core.sources import pypi_wheel
 from rnnlab.data.labelled import SPLITS
 from rnnlab.data.vocab import TokenVocab
-from rnnlab.sources import pypi_wheel
+from rnnlab.tasks.surname import data as surname
+
+from conftest import SLICES, run_task
 
 ARCHIVE, SHA256 = SLICES["surname"]
 # the slice holds the curated locales' provider files whole, so these are the real counts

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from rnnlab.core.diagnostics import GradientNormMonitor, gradient_profile, spectral_radius
+from rnnlab.core.trainer import quiet_trainer
 from rnnlab.data.streams import StreamWindows
-from rnnlab.diagnostics import GradientNormMonitor, gradient_profile, spectral_radius
 from rnnlab.shapes.many_to_many import CharLanguageModel
-from rnnlab.trainer import quiet_trainer
 
 
 def fit_with_monitor(clip: float):
@@ -17,7 +17,8 @@ def fit_with_monitor(clip: float):
     model = CharLanguageModel(list("abcdefgh"), embedding_dim=8, hidden_size=16, num_layers=1, scheduler="none")
     ids = np.random.default_rng(0).integers(1, 9, 4000).astype(np.int16)
     loader = torch.utils.data.DataLoader(StreamWindows(ids, 4, 16), batch_size=None)
-    trainer = quiet_trainer(max_steps=3, gradient_clip_val=clip, limit_val_batches=0, callbacks=[GradientNormMonitor(every_n_steps=1)])
+    trainer = quiet_trainer(max_steps=3, gradient_clip_val=clip, limit_val_batches=0,
+                            callbacks=[GradientNormMonitor(every_n_steps=1)])
     trainer.fit(model, train_dataloaders=loader)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("grad_")}
 

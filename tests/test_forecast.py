@@ -11,16 +11,17 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import SLICES, compose, run_task
 from rnnlab import RnnlabError
-from rnnlab.baselines import autoreg, baseline_forecast, errors, naive, sarimax, seasonal_naive
-from rnnlab.checkpoint import load_checkpoint
 from rnnlab.cli import main
-from rnnlab.data import forecast
-from rnnlab.data.forecast import ForecastDataModule
+from rnnlab.core.trainer import make_trainer
+from rnnlab.pipeline.train import train
 from rnnlab.shapes.forecasting import Forecaster
-from rnnlab.train import train
-from rnnlab.trainer import make_trainer
+from rnnlab.tasks import load_checkpoint
+from rnnlab.tasks.forecast import data as forecast
+from rnnlab.tasks.forecast.baselines import autoreg, baseline_forecast, errors, naive, sarimax, seasonal_naive
+from rnnlab.tasks.forecast.data import ForecastDataModule
+
+from conftest import SLICES, compose, run_task
 
 SLICE = SLICES["forecast"][0]
 

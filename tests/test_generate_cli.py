@@ -1,14 +1,15 @@
 import pytest
 
-from conftest import compose
 from rnnlab.cli import main
-from rnnlab.train import train
+from rnnlab.pipeline.train import train
+
+from conftest import compose
 
 
 @pytest.fixture(scope="module")
 def checkpoint(processed, tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
-    cfg = compose("experiment=smoke", "test=false", f"paths.data_dir={processed.parents[1]}",
+    cfg = compose("experiment=smoke_charlm", "test=false", f"paths.data_dir={processed.parents[1]}",
                   f"paths.output_dir={out}", f"logger.tracking_uri=sqlite:///{out}/mlflow.db")
     train(cfg)
     return out / "model" / "model.ckpt"

@@ -27,8 +27,8 @@ def test_cudnn_matches_the_cpu(cell):
 
 
 def test_a_bf16_training_runs_on_the_gpu():
+    from rnnlab.core.trainer import quiet_trainer
     from rnnlab.data.streams import StreamWindows
-    from rnnlab.trainer import quiet_trainer
 
     model = tiny_modules()["charlm"]
     ids = torch.randint(1, len(model.vocab), (5000,)).numpy()
@@ -41,8 +41,8 @@ def test_a_bf16_training_runs_on_the_gpu():
 
 
 def test_loaders_pin_memory_and_checkpoints_load_onto_the_gpu(tmp_path):
-    from rnnlab.checkpoint import load_checkpoint
     from rnnlab.data.sampling import PIN_MEMORY
+    from rnnlab.tasks import load_checkpoint
 
     assert PIN_MEMORY
     path = save_checkpoint(tiny_modules()["surname"], tmp_path / "surname.ckpt")

@@ -11,7 +11,7 @@ from rnnlab.cli import main
 
 
 def test_stages_write_metrics_plots_and_figures(workdir):
-    from rnnlab.gradients import run_adding
+    from rnnlab.gradients.lab import run_adding
 
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["gradients"]["adding"]["workers"] = 2  # one cell through the process pool
@@ -47,7 +47,7 @@ def test_mlflow_records_every_run_and_marks_the_diverged_one_failed(workdir):
 
 def test_report_before_training_names_the_missing_stage(workdir):
     with pytest.raises(RnnlabError, match="adding_rnn/results.json"):
-        from rnnlab.gradient_report import run_report
+        from rnnlab.gradients.report import run_report
 
         run_report()
 

@@ -1,6 +1,6 @@
 import math
 
-from rnnlab.gradients import exploding
+from rnnlab.gradients.lab import exploding
 
 
 def test_without_clipping_the_relu_rnn_diverges_and_is_reported():

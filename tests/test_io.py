@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rnnlab import RnnlabError
-from rnnlab.io import atomic_path, write_json
+from rnnlab.core.io import atomic_path, write_json
 
 
 def test_a_failing_block_keeps_the_old_file(tmp_path):

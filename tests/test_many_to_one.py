@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnnlab.data.synthetic import adding_problem
+from rnnlab.core.trainer import quiet_trainer
+from rnnlab.gradients.synthetic import adding_problem
 from rnnlab.shapes.many_to_one import SequenceRegressor
-from rnnlab.trainer import quiet_trainer
 
 
 def fit(model, x, y, steps):

@@ -2,6 +2,8 @@
 
 The tasks' stages (TARGETS and what they depend on) in one project, the gradient lab's section in another."""
 
+import csv
+import io
 import json
 import os
 import re
@@ -26,26 +28,22 @@ def sh(cwd: Path, *cmd: str) -> str:
     return result.stdout + result.stderr
 
 
-TARGETS = ("evaluate", "evaluate_classifier", "evaluate_surname_gen", "evaluate_forecast")
+TASKS = ("charlm", "sentiment", "speaker", "surname", "surname_gen", "forecast")  # translate: tests/test_translate.py
 LABELLED = ("sentiment", "speaker", "surname")
-CLASSIFIER_STAGES = {f"{stage}@{task}" for stage in ("train_classifier", "evaluate_classifier") for task in LABELLED}
-GENERATOR_STAGES = {"train_surname_gen", "evaluate_surname_gen"}
-FORECAST_STAGES = {"train_forecast", "evaluate_forecast"}
-TASK_STAGES = {f"{stage}@{task}" for stage in ("pull", "preprocess") for task in ("charlm", *LABELLED, "forecast")} | {
-    "train", "evaluate"} | CLASSIFIER_STAGES | GENERATOR_STAGES | FORECAST_STAGES
+TARGETS = tuple(f"register@{task}" for task in TASKS)
+KINDS = ("pull", "preprocess", "train", "evaluate", "register")
+TASK_STAGES = {f"{kind}@{task}" for kind in KINDS for task in TASKS}
 
 
 def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([\w@]+)'", output))
 
 
-def write_params(root: Path, **train) -> None:
+def write_params(root: Path, **charlm) -> None:
     params = slice_params()
-    params["train"].update(experiment="smoke", **train)
-    for task in LABELLED:
-        params["classify"][task]["experiment"] = "smoke_classifier"
-    params["generate"]["surname_gen"]["experiment"] = "smoke_surname_gen"
-    params["forecast"]["experiment"] = "smoke_forecast"
+    for task in params["tasks"]:
+        params["tasks"][task]["experiment"] = f"smoke_{task}"
+    params["tasks"]["charlm"].update(charlm)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -71,36 +69,41 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert any((tmp_path / "dvc-remote").rglob("*")), "dvc push left the remote empty"
     metrics = json.loads((root / "metrics" / "charlm.json").read_text())
     assert set(metrics) == {"test", "val"} and set(metrics["test"]) == {"bpc", "perplexity"}
-    assert (root / "reports" / "charlm_sample.txt").read_text().startswith("ROMEO:")
+    assert (root / "reports" / "charlm" / "charlm_sample.txt").read_text().startswith("ROMEO:")
     assert (root / "metrics" / "charlm_curves.csv").is_file()
+    # the resolved model config the train stage declares as DVC params
+    trained = yaml.safe_load((root / "params" / "charlm.yaml").read_text())
+    assert trained["model"]["cell"] == "lstm" and trained["model"]["hidden_size"] == 32
+    assert {"lr", "weight_decay"} <= set(trained["module"]) and "max_epochs" in trained["trainer"]
+    assert trained["data"]["batch_size"] == 8
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == TASK_STAGES
     processed_md5 = next(o["md5"] for o in lock["stages"]["preprocess@charlm"]["outs"])
     for task in LABELLED:
         scores = json.loads((root / "metrics" / f"{task}.json").read_text())
         assert {"accuracy", "macro_f1", "per_class"} <= set(scores["test"]) and "majority" in scores["baseline"]
-        assert (root / "metrics" / f"{task}_confusion.csv").read_text().startswith("actual,predicted\n")
-        assert (root / "reports" / f"{task}_errors.csv").read_text().startswith("input,actual,predicted,probability")
+        assert (root / "reports" / task / f"{task}_confusion.csv").read_text().startswith("actual,predicted\n")
+        assert (root / "reports" / task / f"{task}_errors.csv").read_text().startswith("input,actual,predicted,probability")
         assert {p.name for p in (root / "models" / task).iterdir()} == {"model.ckpt", "baseline.ckpt", "run.json"}
     generated = json.loads((root / "metrics" / "surname_gen.json").read_text())
     assert {"test", "val", "generated", "per_language"} == set(generated) and "ratio" in generated["generated"]
-    assert (root / "reports" / "surname_gen_samples.txt").is_file()
+    assert (root / "reports" / "surname_gen" / "surname_gen_samples.txt").is_file()
     assert (root / "metrics" / "surname_gen_curves.csv").is_file()
     forecast = json.loads((root / "metrics" / "forecast.json").read_text())
     assert set(forecast["test"]) == {"co2", "sunspots"}
     assert set(forecast["baseline"]["sunspots"]) == {"naive", "autoreg"}
-    assert (root / "reports" / "figures" / "forecast.png").is_file()
+    assert (root / "reports" / "forecast" / "figures" / "forecast.png").is_file()
     assert (root / "metrics" / "forecast_curves.csv").is_file()
 
     client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])
     assert run.data.tags["data_version"] == processed_md5
-    assert run.data.tags["dvc_stage"] == "train"
+    assert run.data.tags["dvc_stage"] == "train@charlm"
     assert run.data.metrics["test_bpc"] == metrics["test"]["bpc"]  # evaluate logged into the training run
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-speaker").experiment_id])
     assert {(r.data.tags["role"], r.data.tags["dvc_stage"]) for r in runs} == {
-        ("model", "train_classifier@speaker"), ("baseline", "train_classifier@speaker")}
-    # each evaluate stage registered its model, and the first version of each became the champion
+        ("model", "train@speaker"), ("baseline", "train@speaker")}
+    # each register stage registered its model, and the first version of each became the champion
     for task in ("charlm", *LABELLED):
         champion = client.get_model_version_by_alias(f"rnnlab-{task}", "champion")
         assert int(champion.version) == 1 and client.get_run(champion.run_id).data.tags["role"] == "model"
@@ -109,23 +112,25 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert "metrics/charlm.json" in sh(root, "dvc", "metrics", "show")
 
     write_params(root, model="gru")
-    assert stages_run(sh(root, "dvc", "repro", *TARGETS)) == {"train", "evaluate"}
+    assert stages_run(sh(root, "dvc", "repro", *TARGETS)) == {"train@charlm", "evaluate@charlm", "register@charlm"}
     gru = root / "conf" / "model" / "gru.yaml"
     committed = gru.read_text()
     gru.write_text(committed + "# an edit under conf/\n")
     # a stage reads only the conf/ files its task composes: the char LM (now gru), sentiment, the surname
     # generator and the forecaster (gru) go stale, the lstm tasks do not
     assert set(re.findall(r"^([\w@]+):", sh(root, "dvc", "status", "--with-deps", *TARGETS), re.M)) == {
-        "train", "evaluate", "train_classifier@sentiment", "evaluate_classifier@sentiment", *GENERATOR_STAGES,
-        *FORECAST_STAGES}
+        f"{kind}@{task}" for kind in ("train", "evaluate") for task in ("charlm", "sentiment", "surname_gen", "forecast")}
     gru.write_text(committed)
 
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "baseline")
-    sh(root, "dvc", "exp", "run", "evaluate", "-n", "rnn-variant", "-S", "train.model=rnn",
-       "-S", "train.overrides='model.hidden_size=24 model.nonlinearity=relu'")
-    shown = sh(root, "dvc", "exp", "show", "--no-pager", "--csv")
-    assert "rnn-variant" in shown
+    sh(root, "dvc", "exp", "run", "register@charlm", "-n", "rnn-variant", "-S", "tasks.charlm.model=rnn",
+       "-S", "tasks.charlm.overrides='model.hidden_size=24 model.nonlinearity=relu'")
+    shown = list(csv.DictReader(io.StringIO(sh(root, "dvc", "exp", "show", "--no-pager", "--csv"))))
+    variant = next(row for row in shown if row["Experiment"] == "rnn-variant")
+    # the resolved model config (params/charlm.yaml), not only the experiment's name, is in the table
+    trained = [variant[f"params/charlm.yaml:model.{key}"] for key in ("cell", "hidden_size", "nonlinearity")]
+    assert trained == ["rnn", "24", "relu"]
     latest = client.search_runs([run.info.experiment_id], order_by=["attributes.start_time DESC"])[0]
     assert (latest.data.params["model/cell"], latest.data.params["model/hidden_size"],
             latest.data.params["model/nonlinearity"]) == ("rnn", "24", "relu")
@@ -134,12 +139,12 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     diff = sh(root, ".ci/pipeline", "diff", "HEAD")
     assert re.search(r"^\| metrics/charlm\.json\s+\| test\.bpc ", diff, re.M), diff
 
-    # the retrain workflow: one task's train and evaluate stages forced (its data stages, up to date, are not),
-    # with an extra override; evaluate registers version 2 and the gate decides
+    # the retrain workflow: one task's train, evaluate and register stages forced (its data stages, up to date,
+    # are not), with an extra override; register makes version 2 and the gate decides
     out = sh(root, ".ci/pipeline", "retrain", "speaker", "trainer.max_epochs=1")
-    assert stages_run(out) == {"train_classifier@speaker", "evaluate_classifier@speaker"}
+    assert stages_run(out) == {"train@speaker", "evaluate@speaker", "register@speaker"}
     assert "registry: rnnlab-speaker v2: test_accuracy" in out and "champion v1" in out
-    assert yaml.safe_load((root / "params.yaml").read_text())["classify"]["speaker"]["overrides"] == (
+    assert yaml.safe_load((root / "params.yaml").read_text())["tasks"]["speaker"]["overrides"] == (
         "trainer.max_epochs=1")
     result = subprocess.run([".ci/pipeline", "retrain", "translation"], cwd=root, capture_output=True, text=True)
     assert result.returncode == 2 and "unknown task 'translation'" in result.stderr

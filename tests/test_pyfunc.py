@@ -1,5 +1,5 @@
-"""rnnlab.pyfunc: each task's MLflow pyfunc model, saved from a tiny untrained checkpoint and loaded back,
-predicts on raw input what rnnlab.predict / CharLanguageModel.generate predict in-process."""
+"""rnnlab.serving.pyfunc: each task's MLflow pyfunc model, saved from a tiny untrained checkpoint and loaded back,
+predicts on raw input what rnnlab.serving.predict / CharLanguageModel.generate predict in-process."""
 
 import mlflow
 import pandas as pd
@@ -7,11 +7,12 @@ import pytest
 import torch
 from mlflow.exceptions import MlflowException
 
-from conftest import CHANNELS, save_checkpoint, tiny_modules
 from rnnlab import RnnlabError
-from rnnlab.checkpoint import load_checkpoint
-from rnnlab.predict import predict
-from rnnlab.pyfunc import log_pyfunc, save_pyfunc
+from rnnlab.serving.predict import predict
+from rnnlab.serving.pyfunc import log_pyfunc, save_pyfunc
+from rnnlab.tasks import load_checkpoint
+
+from conftest import CHANNELS, save_checkpoint, tiny_modules
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,13 @@
-"""rnnlab.registry: every evaluated model becomes a version of rnnlab-<task>; the alias `champion` moves to a
+"""rnnlab.serving.registry: every evaluated model becomes a version of rnnlab-<task>; the alias `champion` moves to a
 new version only when its test metric beats the champion's by more than the margin."""
 
 import mlflow
 import pytest
 
-from conftest import save_checkpoint, tiny_modules
 from rnnlab import RnnlabError
-from rnnlab.registry import beats, register
+from rnnlab.serving.registry import beats, register
+
+from conftest import save_checkpoint, tiny_modules
 
 
 @pytest.mark.parametrize("value,champion,margin,lower,expected", [

@@ -9,9 +9,10 @@ import time
 
 import mlflow
 
+from rnnlab.core.tracking import redact
+from rnnlab.pipeline.train import train
+
 from conftest import ROOT, compose
-from rnnlab.tracking import redact
-from rnnlab.train import train
 
 SECRETS = ("s3cr3t-value", "hunter2", "tok-123")
 
@@ -27,7 +28,7 @@ def test_redact():
 
 def test_no_secret_in_logged_params_or_artifacts(processed, workdir):
     store = f"sqlite:///{workdir}/mlflow.db"
-    cfg = compose("experiment=smoke", "trainer.fast_dev_run=true", "test=false", "registry.enabled=false",
+    cfg = compose("experiment=smoke_charlm", "trainer.fast_dev_run=true", "test=false", "registry.enabled=false",
                   f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={workdir}/out",
                   f"logger.tracking_uri={store}", "+extra.api_token=s3cr3t-value",
                   "+extra.store=https://bob:hunter2@tracking.example/", "+extra.password=tok-123")
@@ -46,7 +47,7 @@ def test_an_unreachable_tracking_server_fails_fast(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "rnnlab.cli", "train", "experiment=smoke",
+    result = subprocess.run([sys.executable, "-m", "rnnlab.cli", "train", "experiment=smoke_charlm",
                              f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={**os.environ, "MLFLOW_TRACKING_URI": f"http://bob:hunter2@127.0.0.1:{port}"})
     # the check waits at most 5 s; the rest is interpreter and Hydra start-up on a loaded machine

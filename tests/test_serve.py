@@ -14,8 +14,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from rnnlab.serving.registry import register
+
 from conftest import save_checkpoint, tiny_modules
-from rnnlab.registry import register
 
 RNNLAB = [sys.executable, "-m", "rnnlab.cli"]
 

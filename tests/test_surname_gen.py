@@ -9,23 +9,26 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import compose, run_task
 from rnnlab import RnnlabError
-from rnnlab.checkpoint import load_checkpoint
 from rnnlab.cli import main
+from rnnlab.core.trainer import make_trainer
 from rnnlab.data.labelled import LabelledDataModule
-from rnnlab.data.surname_gen import BOS, EOS, SurnameGenDataModule
-from rnnlab.evaluate import run_evaluate
+from rnnlab.pipeline.evaluate import run_evaluate
+from rnnlab.pipeline.train import train
 from rnnlab.shapes.one_to_many import SurnameGenerator
-from rnnlab.train import train
-from rnnlab.trainer import make_trainer
+from rnnlab.tasks import load_checkpoint
+from rnnlab.tasks.surname_gen.data import BOS, EOS, SurnameGenDataModule
+
+from conftest import compose, run_task
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """data/processed/surname from the slice, and the smoke surname classifier that judges generated names."""
+    """data/processed/surname and surname_gen from the slice (the same names), and the smoke surname classifier
+    that judges generated names."""
     root = tmp_path_factory.mktemp("surname_gen")
     run_task(root, "surname")
+    run_task(root, "surname_gen")
     train(compose("task=surname", "experiment=smoke_classifier", "test=false", f"paths.data_dir={root}/data",
                   f"paths.output_dir={root}/classifier", f"logger.tracking_uri=sqlite:///{root}/mlflow.db"))
     return root

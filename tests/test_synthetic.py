@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rnnlab.data.synthetic import adding_problem
+from rnnlab.gradients.synthetic import adding_problem
 
 
 @pytest.mark.parametrize("steps", [2, 25, 101])

@@ -8,13 +8,14 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from rnnlab.core.trainer import make_trainer
+from rnnlab.pipeline.train import train
+
 from conftest import ROOT, compose
-from rnnlab.train import train
-from rnnlab.trainer import make_trainer
 
 
 def smoke_config(processed, workdir):
-    return compose("experiment=smoke", f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={workdir}/out",
+    return compose("experiment=smoke_charlm", f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={workdir}/out",
                    f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
 
 
@@ -27,7 +28,7 @@ def only_charlm_run(workdir):
 @pytest.mark.parametrize("model, impl", [("rnn", "torch"), ("lstm", "torch"), ("gru", "torch"),
                                          ("rnn", "scratch"), ("lstm", "scratch"), ("gru", "scratch")])
 def test_fast_dev_run_from_the_real_config(processed, tmp_path, model, impl):
-    cfg = compose(f"model={model}", f"model.impl={impl}", "experiment=smoke", "trainer.fast_dev_run=true",
+    cfg = compose(f"model={model}", f"model.impl={impl}", "experiment=smoke_charlm", "trainer.fast_dev_run=true",
                   f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
     module = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model)
@@ -38,7 +39,7 @@ def test_fast_dev_run_from_the_real_config(processed, tmp_path, model, impl):
 
 
 def test_train_tracks_everything_in_mlflow(processed, workdir):
-    cfg = compose("model=gru", "experiment=smoke", f"paths.data_dir={processed.parents[1]}",
+    cfg = compose("model=gru", "experiment=smoke_charlm", f"paths.data_dir={processed.parents[1]}",
                   f"paths.output_dir={workdir}/out", f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
     scores = train(cfg)
     assert set(scores) == {"val", "test"} and scores["test"]["bpc"] > 0
@@ -65,7 +66,7 @@ def test_train_tracks_everything_in_mlflow(processed, workdir):
 
 
 def test_multirun_makes_one_mlflow_run_per_model(processed, workdir):
-    cmd = [sys.executable, "-m", "rnnlab.cli", "train", "-m", "model=rnn,lstm", "experiment=smoke",
+    cmd = [sys.executable, "-m", "rnnlab.cli", "train", "-m", "model=rnn,lstm", "experiment=smoke_charlm",
            f"paths.data_dir={processed.parents[1]}", "test=false", f"hydra.sweep.dir={workdir}/multirun"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlflow.db",
@@ -79,7 +80,7 @@ def test_multirun_makes_one_mlflow_run_per_model(processed, workdir):
     assert len({r.info.run_id for r in children}) == 2
     # one parent run for the sweep, finished, and both jobs nested under it
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
-    assert parent[0].data.tags["sweep"].startswith("model=rnn,lstm experiment=smoke")
+    assert parent[0].data.tags["sweep"].startswith("model=rnn,lstm experiment=smoke_charlm")
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent[0].info.run_id}
 
 
@@ -103,7 +104,7 @@ def test_a_nan_loss_stops_the_run_and_marks_it_failed(processed, workdir, monkey
 
 
 def test_a_sweep_that_dies_leaves_its_parent_run_failed(workdir):
-    from rnnlab.tracking import PARENT_RUN_ENV, SweepParentRun
+    from rnnlab.core.tracking import PARENT_RUN_ENV, SweepParentRun
 
     cfg = OmegaConf.create({"task_name": "charlm", "hydra": {"overrides": {"task": ["model=rnn,gru"]}},
                             "logger": {"tracking_uri": f"sqlite:///{workdir}/mlflow.db", "experiment_name": "rnnlab-charlm"}})

@@ -3,12 +3,13 @@ import pytest
 import torch
 from torch.profiler import profile
 
-from conftest import compose
+import rnnlab.core.trainer as trainer_module
+from rnnlab.core.resume import AtomicCheckpointIO
+from rnnlab.core.trainer import CachedMixedPrecision, make_trainer, quiet_trainer
 from rnnlab.data.streams import StreamWindows
-from rnnlab.resume import AtomicCheckpointIO
 from rnnlab.shapes.many_to_many import CharLanguageModel
-import rnnlab.trainer as trainer_module
-from rnnlab.trainer import CachedMixedPrecision, make_trainer, quiet_trainer
+
+from conftest import compose
 
 STEPS = 24  # time steps per window: one uncached autocast casts the weights once per step
 
@@ -66,5 +67,5 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
     for flags, expected in (("fpu sse avx512bw avx512_bf16", True), ("fpu sse avx2", False)):
         cpuinfo = tmp_path / "cpuinfo"
         cpuinfo.write_text(f"flags\t\t: {flags}\n")
-        monkeypatch.setattr(trainer_module, "Path", lambda _: cpuinfo)
+        monkeypatch.setattr(trainer_module, "Path", lambda _, path=cpuinfo: path)
         assert trainer_module.native_bf16() is expected

@@ -6,18 +6,20 @@ import io
 import json
 import tarfile
 
-import lightning as L
 import pytest
 import torch
 from datasets import load_from_disk
 
-from conftest import compose, run_task
-from rnnlab import RnnlabError, sources
+from rnnlab import RnnlabError
 from rnnlab.cli import main
-from rnnlab.data import translate as T
+from rnnlab.core import sources
+from rnnlab.core.trainer import make_trainer
+from rnnlab.data import subwords
+from rnnlab.pipeline.train import train
 from rnnlab.shapes.seq2seq import Seq2SeqTranslator
-from rnnlab.train import train
-from rnnlab.trainer import make_trainer
+from rnnlab.tasks.translate import data as T
+
+from conftest import compose, run_task
 
 
 # --- .deb fetch and extraction
@@ -158,11 +160,11 @@ def test_split_is_by_book_and_sentencepiece_sees_train_only(project):
     # any): deterministic, and train only
     raw = load_from_disk(str(project / "data/raw/translate"))
     train_raw = raw.select(T.split_by_book(raw["book"], ["Obad"], ["Phlm"])["train"])
-    proto = T.train_sentencepiece(list(train_raw["en"]) + list(train_raw["es"]), 300)
+    proto = subwords.train_sentencepiece(list(train_raw["en"]) + list(train_raw["es"]), 300)
     assert (processed / "spm_en.model").read_bytes() == proto == (processed / "spm_es.model").read_bytes()
-    assert proto != T.train_sentencepiece(list(raw["en"]) + list(raw["es"]), 300)
+    assert proto != subwords.train_sentencepiece(list(raw["en"]) + list(raw["es"]), 300)
     train = splits["train"]
-    sp = T.load_sentencepiece(proto)
+    sp = subwords.load_sentencepiece(proto)
     assert list(train["src"][0]) == sp.encode(train["en"][0]) and sp.decode(list(train["tgt"][0])) == train["es"][0]
 
 
@@ -186,9 +188,9 @@ def tiny_model(**kwargs) -> Seq2SeqTranslator:
 def test_beam_width_1_is_greedy(cell, attention):
     model = tiny_model(cell=cell, attention=attention)
     with torch.no_grad():
-        model.out.bias[T.EOS] += 2.0  # some sentences end before the length limit, some do not
+        model.out.bias[subwords.EOS] += 2.0  # some sentences end before the length limit, some do not
     sources = [[5, 6, 7], [9, 4, 10, 11, 12, 30], [40], list(range(4, 20))]
-    src, lengths, _ = T.collate([(s, []) for s in sources])
+    src, lengths, _ = subwords.collate([(s, []) for s in sources])
     greedy = model.greedy(src, lengths)
     assert [model.beam_search(s, beam_width=1) for s in sources] == greedy
     wider = [model.beam_search(s, beam_width=4) for s in sources]
@@ -197,12 +199,12 @@ def test_beam_width_1_is_greedy(cell, attention):
 
 def test_decoding_stops_at_eos_and_at_the_length_limit():
     model = tiny_model()
-    src, lengths, _ = T.collate([([5, 6, 7], []), (list(range(4, 24)), [])])
+    src, lengths, _ = subwords.collate([([5, 6, 7], []), (list(range(4, 24)), [])])
     with torch.no_grad():
-        model.out.bias[T.EOS] = 100.0  # EOS first: empty output
+        model.out.bias[subwords.EOS] = 100.0  # EOS first: empty output
     assert model.greedy(src, lengths) == [[], []] and model.beam_search([5, 6, 7], 3) == []
     with torch.no_grad():
-        model.out.bias[T.EOS] = -100.0  # never EOS: cut at min(max_decode_len, 2 * source + 10)
+        model.out.bias[subwords.EOS] = -100.0  # never EOS: cut at min(max_decode_len, 2 * source + 10)
     limits = [model.max_length(3), model.max_length(20)]
     assert limits == [16, 30]
     assert [len(o) for o in model.greedy(src, lengths)] == limits
@@ -211,8 +213,8 @@ def test_decoding_stops_at_eos_and_at_the_length_limit():
 
 def test_padding_does_not_change_greedy_output():
     model = tiny_model()
-    alone = model.greedy(*T.collate([([5, 6, 7], [])])[:2])
-    batched = model.greedy(*T.collate([([5, 6, 7], []), (list(range(4, 30)), [])])[:2])
+    alone = model.greedy(*subwords.collate([([5, 6, 7], [])])[:2])
+    batched = model.greedy(*subwords.collate([([5, 6, 7], []), (list(range(4, 30)), [])])[:2])
     assert batched[0] == alone[0]
 
 
@@ -280,8 +282,8 @@ def test_pyfunc_model_translates_like_the_checkpoint(trained, tmp_path):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from rnnlab.checkpoint import load_checkpoint
-    from rnnlab.pyfunc import save_pyfunc
+    from rnnlab.serving.pyfunc import save_pyfunc
+    from rnnlab.tasks import load_checkpoint
 
     ckpt = trained / "model" / "model.ckpt"
     model = mlflow.pyfunc.load_model(str(save_pyfunc("translate", ckpt, tmp_path / "translate")))

@@ -5,9 +5,10 @@ import sys
 
 import pytest
 
-from conftest import ROOT, compose
 from rnnlab import RnnlabError
-from rnnlab.validate import check_config
+from rnnlab.core.validate import check_config
+
+from conftest import ROOT, compose
 
 
 @pytest.mark.parametrize("task", sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml")))

@@ -1,4 +1,7 @@
-"""The `rnnlab` command: pull, preprocess, train, evaluate, generate, predict, compare, serve."""
+"""The `rnnlab` command: pull, preprocess, train, evaluate, register, generate, predict, compare, serve.
+
+The tasks, their list in the help text and which of them each command takes come from the task registry
+(rnnlab.tasks)."""
 
 from __future__ import annotations
 
@@ -10,16 +13,18 @@ from pathlib import Path
 
 from rnnlab import RnnlabError
 
-HYDRA_COMMANDS = ("train", "evaluate")
+HYDRA_COMMANDS = ("train", "evaluate", "register")
 USAGE = """usage: rnnlab COMMAND [ARGS]
 
   pull TASK                 fetch and verify the task's raw data into data/raw/TASK (DVC stage)
   preprocess TASK           split, build the vocabulary, encode into data/processed/TASK (DVC stage)
-  train [OVERRIDES]         fit a model; Hydra overrides, e.g. model=gru trainer.max_epochs=1, -m for sweeps
+  train [OVERRIDES]         fit a model; Hydra overrides, e.g. task=surname model=gru, -m for sweeps
   evaluate [OVERRIDES]      score the pipeline's model on the test split (DVC stage)
+  register [OVERRIDES]      register the evaluated model in MLflow, the champion gate decides (DVC stage)
+  tasks [--json]            the registered tasks: name, sequence shape, test metric
   generate [charlm] [...]   sample text from the character model: --prompt, --length, --temperature
   generate surname ...      sample surnames of a language: --language L [-n N] [--temperature T]
-  predict TASK INPUT        classify one raw input: sentiment TEXT | surname NAME | speaker FILE.csv
+  predict TASK INPUT        classify one raw input: sentiment TEXT | surname NAME | speaker FILE.csv | ...
   translate SENTENCE        English -> Spanish with the trained translator (--beam N, --checkpoint PATH)
   gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
@@ -27,6 +32,25 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   compare TASK [--tag K=V]  the task's MLflow runs sorted by its metric, and a PNG of their val_loss curves
   serve TASK [--port N]     serve rnnlab-TASK@champion over HTTP on 127.0.0.1 (POST /invocations)
 """
+
+
+def usage() -> str:
+    """USAGE and the registered tasks (rnnlab.tasks), each with its sequence shape."""
+    from rnnlab import tasks
+
+    rows = [f"  {t.name:<12} {t.shape:<16} {t.summary}" for t in map(tasks.get, tasks.names())]
+    return USAGE + "\ntasks (TASK, or task=TASK for the Hydra commands):\n" + "\n".join(rows) + "\n"
+
+
+def task_names(kind: str = "") -> str:
+    """"a | b | c": every registered task, or those `predict` / `serve` take."""
+    from rnnlab import tasks
+
+    if kind == "predict":
+        from rnnlab.serving.predict import classifiers
+
+        return " | ".join(classifiers())
+    return " | ".join(t for t in tasks.names() if kind != "serve" or tasks.get(t).serve)
 
 
 def config_dir() -> Path:
@@ -41,16 +65,15 @@ def run_hydra(command: str, args: list[str]) -> None:
     import hydra
     from hydra.errors import InstantiationException
 
-    from rnnlab.evaluate import run_evaluate
-    from rnnlab.train import train
+    from rnnlab.pipeline.evaluate import run_evaluate
+    from rnnlab.pipeline.register import run_register
+    from rnnlab.pipeline.train import train
 
     def task(cfg):
-        if cfg.get("threads"):  # fewer threads can be faster for a small model (conf/task/forecast.yaml)
-            import torch
-
-            torch.set_num_threads(int(cfg.threads))
         try:
-            scores = train(cfg) if command == "train" else run_evaluate(cfg)
+            scores = train(cfg) if command == "train" else run_evaluate(cfg) if command == "evaluate" else None
+            if command == "register":
+                run_register(cfg)
             if cfg.get("optimized_metric"):  # a sweeper (conf/hparams_search/) tunes on the value returned
                 return optimized_value(scores, cfg.optimized_metric)
         except RnnlabError as e:
@@ -65,7 +88,7 @@ def run_hydra(command: str, args: list[str]) -> None:
 
 
 def optimized_value(scores: dict, name: str) -> float:
-    from rnnlab.evaluate import flatten
+    from rnnlab.evaluation import flatten
 
     flat = flatten(scores)
     if name not in flat:
@@ -114,7 +137,7 @@ def generate_text(args: list[str]) -> None:
     if opts.length < 0:
         parser.error(f"--length must be >= 0, got {opts.length}")
     check_temperature(parser, opts.temperature)
-    from rnnlab.checkpoint import load_checkpoint
+    from rnnlab.tasks import load_checkpoint
 
     model = load_checkpoint(opts.checkpoint, kinds=("CharLanguageModel",))
     print(model.generate(opts.prompt, opts.length, opts.temperature, seed=opts.seed))
@@ -131,7 +154,7 @@ def generate_surnames(args: list[str]) -> None:
     check_temperature(parser, opts.temperature)
     if opts.max_length is not None and opts.max_length < 1:
         parser.error(f"--max-length must be >= 1, got {opts.max_length}")
-    from rnnlab.checkpoint import load_checkpoint
+    from rnnlab.tasks import load_checkpoint
 
     model = load_checkpoint(opts.checkpoint, task="surname_gen", kinds=("SurnameGenerator",))
     for name in model.generate(opts.language, opts.n, opts.temperature, seed=opts.seed, max_length=opts.max_length):
@@ -140,14 +163,18 @@ def generate_surnames(args: list[str]) -> None:
 
 def predict(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab predict", description="Classify one raw input with a trained model.")
-    parser.add_argument("task", help="sentiment | surname | speaker")
+    parser.add_argument("task", help=task_names("predict"))
     parser.add_argument("input", help="the text, the surname, or a CSV file of frames x 12 values (speaker)")
     parser.add_argument("--checkpoint", help="default: the pipeline's models/TASK/model.ckpt")
-    parser.add_argument("--top-k", type=int, default=None, help="labels to print (default: 3 for surname, else 1)")
+    parser.add_argument("--top-k", type=int, default=None, help="labels to print (default: the task's top_k)")
     opts = parser.parse_args(args)
-    from rnnlab.predict import predict as classify
+    from rnnlab import tasks
+    from rnnlab.serving.predict import classifiers
+    from rnnlab.serving.predict import predict as classify
 
-    top_k = opts.top_k if opts.top_k is not None else 3 if opts.task == "surname" else 1
+    if opts.task not in classifiers():
+        parser.error(f"unknown task {opts.task!r}; choose one of {', '.join(classifiers())}")
+    top_k = opts.top_k if opts.top_k is not None else tasks.get(opts.task).top_k
     checkpoint = opts.checkpoint or f"models/{opts.task}/model.ckpt"
     for label, probability in classify(opts.task, opts.input, checkpoint, top_k):
         print(f"{label} {probability:.3f}")
@@ -163,7 +190,7 @@ def translate(args: list[str]) -> None:
         parser.error(f"--beam must be >= 1, got {opts.beam}")
     if not opts.sentence.strip():
         parser.error("empty sentence: give an English sentence to translate")
-    from rnnlab.checkpoint import load_checkpoint
+    from rnnlab.tasks import load_checkpoint
 
     model = load_checkpoint(opts.checkpoint, task="translate", kinds=("Seq2SeqTranslator",))
     print(model.translate(opts.sentence, opts.beam))
@@ -177,8 +204,8 @@ def gradients(args: list[str]) -> None:
     opts = parser.parse_args(args)
     if (opts.experiment == "adding") != (opts.cell is not None):
         parser.error("give a CELL for `adding` and only for it")
-    from rnnlab import gradient_report
-    from rnnlab import gradients as lab
+    from rnnlab.gradients import lab
+    from rnnlab.gradients import report as gradient_report
 
     if opts.experiment == "adding":
         lab.run_adding(opts.cell, opts.params)
@@ -190,25 +217,24 @@ def gradients(args: list[str]) -> None:
 
 def compare(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab compare", description="Compare the MLflow runs of a task.")
-    parser.add_argument("task", help="charlm | sentiment | speaker | surname | surname_gen | forecast | translate")
+    parser.add_argument("task", help=task_names())
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs with this tag, e.g. cell=lstm or role=model (repeatable)")
-    parser.add_argument("--metric", help="sort by this metric (default: test_bpc for charlm and surname_gen, "
-                        "test_co2_mae for forecast, else test_accuracy)")
+    parser.add_argument("--metric", help="sort by this metric (default: the task's test metric, `rnnlab tasks`)")
     parser.add_argument("--max-runs", type=int, default=20, help="rows in the table (default: %(default)s)")
     parser.add_argument("--plot", help="the PNG of val_loss curves (default: reports/compare_TASK.png)")
     parser.add_argument("--all", action="store_true", help="also failed, killed and running runs")
     opts = parser.parse_args(args)
     if opts.max_runs < 1:
         parser.error(f"--max-runs must be >= 1, got {opts.max_runs}")
-    from rnnlab.compare import run_compare
+    from rnnlab.serving.compare import run_compare
 
     run_compare(opts.task, opts.tag, opts.metric, opts.max_runs, opts.plot, opts.all)
 
 
 def serve(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab serve", description="Serve a registered model with MLflow's scoring server.")
-    parser.add_argument("task", help="charlm | sentiment | speaker | surname | surname_gen | translate")
+    parser.add_argument("task", help=task_names("serve"))
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--alias", default="champion", help="the registered version to serve (default: %(default)s)")
     which.add_argument("--version", type=int, help="serve this version number instead of the alias")
@@ -217,8 +243,8 @@ def serve(args: list[str]) -> None:
     opts = parser.parse_args(args)
     if not 0 < opts.port < 65536:
         parser.error(f"--port must be 1-65535, got {opts.port}")
-    from rnnlab.registry import model_uri, serve_command
-    from rnnlab.tracking import check_reachable, redact, tracking_uri
+    from rnnlab.core.tracking import check_reachable, redact, tracking_uri
+    from rnnlab.serving.registry import model_uri, serve_command
 
     check_reachable(tracking_uri())  # MLflow's client retries a server that does not answer for minutes
     uri = model_uri(opts.task, tracking_uri(), opts.alias, opts.version)
@@ -230,6 +256,24 @@ def serve(args: list[str]) -> None:
     os.execve(command[0], command, {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(), "PATH": path})
 
 
+def list_tasks(args: list[str]) -> None:
+    """`rnnlab tasks`: one line per registered task; --json for scripts (.ci/pipeline)."""
+    parser = OneLineParser(prog="rnnlab tasks", description="The registered tasks.")
+    parser.add_argument("--json", action="store_true", help="a JSON list of the tasks' specs")
+    opts = parser.parse_args(args)
+    import json
+
+    from rnnlab import tasks
+
+    specs = [tasks.get(name) for name in tasks.names()]
+    if opts.json:
+        print(json.dumps([{k: v for k, v in vars(t).items() if k != "package"} for t in specs], indent=1))
+        return
+    for t in specs:
+        better = "higher" if t.higher_is_better else "lower"
+        print(f"{t.name:<12} {t.shape:<16} {t.metric} ({better} is better)  {t.summary}")
+
+
 def fail(error: Exception) -> None:
     print(f"rnnlab: error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -238,7 +282,7 @@ def fail(error: Exception) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         return
     command, rest = argv[0], argv[1:]
     try:
@@ -256,16 +300,18 @@ def main(argv: list[str] | None = None) -> None:
             compare(rest)
         elif command == "serve":
             serve(rest)
+        elif command == "tasks":
+            list_tasks(rest)
         elif command in ("pull", "preprocess"):
             parser = OneLineParser(prog=f"rnnlab {command}")
             parser.add_argument("task")
             parser.add_argument("--params", default="params.yaml")
             opts = parser.parse_args(rest)
-            from rnnlab import stages
+            from rnnlab.pipeline import prepare as stages
 
             getattr(stages, command)(opts.task, opts.params)
         else:
-            print(USAGE, file=sys.stderr)
+            print(usage(), file=sys.stderr)
             fail(RnnlabError(f"unknown command {command!r}"))
     except RnnlabError as e:
         fail(e)

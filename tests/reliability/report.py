@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.io import write_text
-from rnnlab.tracking import git_commit
+from rnnlab.core.io import write_text
+from rnnlab.core.tracking import git_commit
 
 ROOT = Path(__file__).resolve().parents[2]
 

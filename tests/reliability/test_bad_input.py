@@ -41,7 +41,7 @@ OUTPUTS = ("models", "metrics", "reports", "data/processed", "data/raw")
 PIPELINE = {
     "surname": ["task=surname", "paths=pipeline", "experiment=smoke_classifier", "registry.enabled=false",
                 "callbacks.progress_bar=null"],
-    "charlm": ["task=charlm", "paths=pipeline", "experiment=smoke", "registry.enabled=false",
+    "charlm": ["task=charlm", "paths=pipeline", "experiment=smoke_charlm", "registry.enabled=false",
                "callbacks.progress_bar=null"],
 }
 ARCHIVES = {"surname": shared.SLICES["surname"][0], "charlm": shared.FIXTURE}
@@ -74,7 +74,7 @@ def project(tmp_path_factory):
             main(["train", *overrides])
         outputs = snapshot(root)
         assert {"models/surname/model.ckpt", "models/charlm/model.ckpt", "metrics/surname.json",
-                "metrics/charlm.json", "reports/charlm_sample.txt", "reports/surname_errors.csv"} <= set(outputs)
+                "metrics/charlm.json", "reports/charlm/charlm_sample.txt", "reports/surname/surname_errors.csv"} <= set(outputs)
         yield root
 
 
@@ -156,7 +156,7 @@ def bad(project, capsys, figures):
 def params_file(tmp_path: Path, task: str, **source) -> Path:
     """params.yaml of the slices with data.TASK.source changed."""
     params = shared.slice_params()
-    params["data"][task]["source"].update(source)
+    params["tasks"][task]["data"]["source"].update(source)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -171,7 +171,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# --- config: Hydra's own errors, and rnnlab.validate's rules before any work starts
+# --- config: Hydra's own errors, and rnnlab.core.validate's rules before any work starts
 
 @pytest.mark.parametrize("case, argv, expected", cases(
     ("unknown-task", ["train", "task=nope"], "Could not find 'task/nope'"),
@@ -334,8 +334,8 @@ def test_console_script_exits_2(bad, project):
 
 
 def test_pyfunc_model_refuses_bad_input(bad, project):
-    """The model `rnnlab serve` serves (rnnlab.pyfunc.RnnlabModel), on the trained surname checkpoint."""
-    from rnnlab.pyfunc import RnnlabModel
+    """The model `rnnlab serve` serves (rnnlab.serving.pyfunc.RnnlabModel), on the trained surname checkpoint."""
+    from rnnlab.serving.pyfunc import RnnlabModel
 
     model = RnnlabModel()
     model.load_context(SimpleNamespace(model_config={"task": "surname"},
@@ -404,7 +404,7 @@ def test_an_unreachable_tracking_server_fails_within_10_s(bad, monkeypatch, clos
 @pytest.fixture
 def read_only(project, monkeypatch):
     """read_only(folder): chmod 0o555 until the test ends. root ignores the mode bits, so there the temporary
-    files and folders of rnnlab.io.atomic_path are refused as the kernel would refuse them to anyone else."""
+    files and folders of rnnlab.core.io.atomic_path are refused as the kernel would refuse them to anyone else."""
     folders = []
 
     def guard(make):

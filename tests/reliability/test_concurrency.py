@@ -10,9 +10,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from test_pipeline import scratch_project, sh
 
 from conftest import rnnlab, run_task
-from test_pipeline import scratch_project, sh
 
 CELLS = ("rnn", "lstm", "gru")
 

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_task
 from rnnlab.cli import main
 
+from conftest import run_task
 
-@pytest.mark.parametrize("task, experiment", [("surname", "smoke_classifier"), ("charlm", "smoke")])
+
+@pytest.mark.parametrize("task, experiment", [("surname", "smoke_classifier"), ("charlm", "smoke_charlm")])
 def test_same_seed_same_metrics_files(tmp_path, monkeypatch, figures, task, experiment):
     run_task(tmp_path, task)
     monkeypatch.chdir(tmp_path)

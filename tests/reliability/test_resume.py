@@ -14,7 +14,7 @@ import yaml
 from conftest import ROOT, compose, rnnlab, run_task
 
 # 2 epochs of 12 batches, validation every 6, a resume checkpoint every 5 steps and after each validation
-TRAIN = ["train", "task=charlm", "paths=pipeline", "experiment=smoke", "trainer.max_epochs=2",
+TRAIN = ["train", "task=charlm", "paths=pipeline", "experiment=smoke_charlm", "trainer.max_epochs=2",
          "trainer.limit_train_batches=12", "trainer.limit_val_batches=4", "trainer.val_check_interval=0.5",
          "callbacks.resume.every_n_steps=5", "callbacks.progress_bar=null"]
 SEED = 2026
@@ -101,10 +101,10 @@ def test_checkpoints_live_outside_every_dvc_output():
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
-    from rnnlab import RnnlabError
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from rnnlab.resume import AtomicCheckpointIO
+    from rnnlab import RnnlabError
+    from rnnlab.core.resume import AtomicCheckpointIO
 
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"step": 1}, path)

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.core.io import atomic_path, write_json
 from rnnlab.data.padding import SEQUENCE_KEYS, collate
 from rnnlab.data.sampling import PIN_MEMORY, WeightedSampler
-from rnnlab.io import atomic_path, write_json
 
 SPLITS = ("train", "validation", "test")
 

@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab import RnnlabError
-from rnnlab.io import write_json
+from rnnlab.core.io import write_json
 
 UNK = "<unk>"
 PAD = "<pad>"
+# a name's boundary symbols (one-to-many generation), appended to a character vocabulary
+BOS, EOS = "<s>", "</s>"
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class CharVocab:
     chars: tuple[str, ...]
 
     @classmethod
-    def build(cls, text: str) -> "CharVocab":
+    def build(cls, text: str) -> CharVocab:
         return cls(tuple(sorted(set(text))))
 
     @property
@@ -52,7 +54,7 @@ class CharVocab:
         write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: Path) -> "CharVocab":
+    def load(cls, path: Path) -> CharVocab:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             return cls(tuple(data["chars"]))
@@ -69,7 +71,7 @@ class TokenVocab:
     SPECIALS = (PAD, UNK)
 
     @classmethod
-    def build(cls, sequences: Iterable[Sequence[str]], min_freq: int = 1) -> "TokenVocab":
+    def build(cls, sequences: Iterable[Sequence[str]], min_freq: int = 1) -> TokenVocab:
         if min_freq < 1:
             raise RnnlabError(f"min_freq must be at least 1, got {min_freq}")
         counts = Counter(t for seq in sequences for t in seq)
@@ -100,7 +102,7 @@ class TokenVocab:
         write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: Path) -> "TokenVocab":
+    def load(cls, path: Path) -> TokenVocab:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             tokens = data["tokens"]

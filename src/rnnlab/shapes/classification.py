@@ -18,7 +18,9 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab import RnnlabError
-from rnnlab.checkpoint import RecordsClass
+from rnnlab.core.checkpoint import RecordsClass
+from rnnlab.data.padding import pad
+from rnnlab.data.vocab import TokenVocab
 
 
 def check_input_kind(vocab_size: int | None, input_size: int | None) -> None:
@@ -119,3 +121,25 @@ class SequenceClassifierBase(RecordsClass, L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def encode_tokens(tokens: list[str], vocab: list[str]) -> torch.Tensor:
+    # unknown words or characters become <unk>, as in training
+    return torch.tensor(TokenVocab(tuple(vocab[len(TokenVocab.SPECIALS):])).encode(tokens))
+
+
+def probabilities(model, encoded: list[torch.Tensor], batch_size: int = 256) -> torch.Tensor:
+    """Class probabilities (N, classes) of encoded inputs (token ids or frames, one tensor each), in their order."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(encoded), batch_size):
+            inputs, lengths = pad(encoded[start:start + batch_size])
+            out.append(model.predict_step((inputs.to(model.device), lengths), 0).float().cpu())
+    return torch.cat(out)
+
+
+def top_labels(model, steps: torch.Tensor, top_k: int) -> list[tuple[str, float]]:
+    """The `top_k` most probable labels of one encoded input, with their probabilities."""
+    values, ids = probabilities(model, [steps])[0].topk(top_k)
+    labels = model.hparams["labels"]
+    return [(labels[i], float(p)) for p, i in zip(values.tolist(), ids.tolist())]

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab import RnnlabError
-from rnnlab.checkpoint import RecordsClass
-from rnnlab.recurrent import adamw_cosine, make_rnn
+from rnnlab.core.checkpoint import RecordsClass
+from rnnlab.core.recurrent import adamw_cosine, make_rnn
 from rnnlab.shapes.classification import check_sizes
 
 

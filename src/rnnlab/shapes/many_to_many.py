@@ -6,16 +6,16 @@ from __future__ import annotations
 import math
 
 import lightning as L
-from lightning.pytorch.utilities import move_data_to_device
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import move_data_to_device
 from torch import nn
 from torchmetrics import MeanMetric
 
 from rnnlab import RnnlabError
-from rnnlab.checkpoint import RecordsClass
+from rnnlab.core.checkpoint import RecordsClass
+from rnnlab.core.recurrent import adamw_cosine, detach_state, make_rnn
 from rnnlab.data.vocab import CharVocab
-from rnnlab.recurrent import adamw_cosine, detach_state, make_rnn
 
 
 def check_temperature(temperature: float) -> None:

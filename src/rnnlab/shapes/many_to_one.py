@@ -16,9 +16,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import RnnlabError
-from rnnlab.recurrent import make_rnn
-from rnnlab.shapes.classification import (SequenceClassifierBase, check_inputs, check_sizes,
-                                          valid_steps)
+from rnnlab.core.recurrent import make_rnn
+from rnnlab.shapes.classification import SequenceClassifierBase, check_inputs, check_sizes, valid_steps
 
 POOLINGS = ("last", "mean", "max", "attention")
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab import RnnlabError
-from rnnlab.data.surname_gen import BOS, EOS
-from rnnlab.recurrent import make_rnn
+from rnnlab.core.recurrent import make_rnn
+from rnnlab.data.vocab import BOS, EOS
 from rnnlab.shapes.classification import check_sizes
 from rnnlab.shapes.many_to_many import CharacterModel, check_temperature, sample_next
 

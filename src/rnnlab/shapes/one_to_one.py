@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from rnnlab import RnnlabError
-from rnnlab.shapes.classification import (SequenceClassifierBase, check_inputs, check_sizes,
-                                          valid_steps)
+from rnnlab.shapes.classification import SequenceClassifierBase, check_inputs, check_sizes, valid_steps
 
 
 class BagClassifier(SequenceClassifierBase):

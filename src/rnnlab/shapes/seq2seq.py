@@ -19,9 +19,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import RnnlabError
-from rnnlab.checkpoint import RecordsClass
-from rnnlab.data.translate import BOS, EOS, PAD, load_sentencepiece
-from rnnlab.recurrent import adamw_cosine, make_rnn
+from rnnlab.core.checkpoint import RecordsClass
+from rnnlab.core.recurrent import adamw_cosine, make_rnn
+from rnnlab.data.subwords import BOS, EOS, PAD, load_sentencepiece
 
 ATTENTIONS = ("general", "additive")
 

@@ -1,0 +1,84 @@
+"""The forecasting task's evaluation (rnnlab.pipeline.evaluate runs it): the recurrent model's forecast of
+each series' test horizon and validation stretch, the baselines of conf/task/forecast.yaml fitted on the same
+history, their MAE/RMSE, a CSV of every forecast and a PNG of history, truth and forecasts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on CI or servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from rnnlab import RnnlabError  # noqa: E402
+from rnnlab.core.io import atomic_path, write_text  # noqa: E402
+from rnnlab.evaluation import table  # noqa: E402
+from rnnlab.tasks.forecast.baselines import baseline_forecast, errors  # noqa: E402
+
+FIGURE = "figures/forecast.png"  # under paths.reports_dir
+PREDICTIONS = "forecast_predictions.csv"  # under paths.reports_dir
+
+
+def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
+    """{"test": {series: {mae, rmse}}, "val": {...}, "baseline": {series: {name: {mae, rmse}}}}."""
+    model, run_id = models["model"], runs.get("model")
+    baselines = OmegaConf.to_container(cfg.get("baselines") or {}, resolve=True)
+    unknown = sorted(set(baselines) - set(dm.names))
+    if unknown:
+        raise RnnlabError(f"baselines: unknown series {', '.join(unknown)}; the data has {', '.join(dm.names)}")
+    scores = {"test": {}, "val": {}, "baseline": {}}
+    forecasts, rows = {}, []
+    for name in dm.names:
+        for split, key in (("validation", "val"), ("test", "test")):
+            truth = dm.truth(name, split)
+            scores[key][name] = errors(model.forecast(name, dm.history(name, split))[:len(truth)], truth)
+        history, truth = dm.history(name, "test"), dm.truth(name, "test")
+        forecasts[name] = {"model": np.asarray(model.forecast(name, history))}
+        for baseline, kwargs in (baselines.get(name) or {}).items():
+            forecasts[name][baseline] = baseline_forecast(baseline, history, len(truth), **(kwargs or {}))
+            scores["baseline"].setdefault(name, {})[baseline] = errors(forecasts[name][baseline], truth)
+        dates = dm.series[name]["dates"][len(history):]
+        for i, (date, value) in enumerate(zip(dates, truth)):
+            rows.append([name, date, i + 1, f"{value:.4f}", *(f"{f[i]:.4f}" for f in forecasts[name].values())])
+    reports = Path(cfg.paths.reports_dir)
+    # one column per forecast; a series without some baseline leaves that cell empty
+    names = list(dict.fromkeys(k for f in forecasts.values() for k in f))
+    rows = [r[:4] + [dict(zip(forecasts[r[0]], r[4:])).get(k, "") for k in names] for r in rows]
+    write_text(reports / PREDICTIONS, table(["series", "date", "step", "truth", *names], rows))
+    figure(dm, forecasts, dict(cfg.get("plot_history") or {}), reports / FIGURE)
+    if run_id:
+        client.log_artifact(run_id, str(reports / PREDICTIONS))
+        client.log_artifact(run_id, str(reports / FIGURE), "figures")
+        for name, by_baseline in scores["baseline"].items():
+            for baseline, values in by_baseline.items():
+                for metric, value in values.items():
+                    client.log_metric(run_id, f"baseline_{name}_{baseline}_{metric}", value)
+    return scores
+
+
+def figure(dm, forecasts: dict, shown: dict, path: Path) -> None:
+    """One panel per series: the last `shown[series]` steps of history, the test truth, every forecast."""
+    fig, axes = plt.subplots(len(dm.names), 1, figsize=(10, 3.6 * len(dm.names)))
+    for ax, name in zip(np.atleast_1d(axes), dm.names):
+        history, truth = dm.history(name, "test"), dm.truth(name, "test")
+        steps = np.arange(len(history) + len(truth))
+        start = max(0, len(history) - int(shown.get(name, len(history))))
+        dates = dm.series[name]["dates"]
+        ax.plot(steps[start:len(history)], history[start:], color="black", lw=1.2, label="history")
+        ax.plot(steps[len(history):], truth, color="black", lw=1.2, ls="--", label="truth (test)")
+        for label, values in forecasts[name].items():
+            style = dict(lw=2.0, color="tab:red") if label == "model" else dict(lw=1.0, alpha=0.8)
+            ax.plot(steps[len(history):], values, label="recurrent model" if label == "model" else label, **style)
+        ax.axvline(len(history) - 0.5, color="grey", lw=0.8, ls=":")
+        ticks = np.linspace(start, len(steps) - 1, 6).astype(int)
+        ax.set_xticks(ticks, [dates[t] for t in ticks])
+        unit = "CO2 (ppmv)" if name == "co2" else "sunspot number" if name == "sunspots" else name
+        ax.set(title=f"{name}: {len(truth)}-step forecast from {dates[len(history) - 1]}", ylabel=unit)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,87 @@
+"""The documentation: its generated numbers agree with metrics/ (docs/results.py --check), a stale page or
+metrics file fails that check naming it, and the MkDocs site builds with --strict (no warning)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results.py"
+
+
+def check(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RESULTS), "--check", "--root", str(root)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def copy_checkout(tmp_path: Path) -> Path:
+    """README.md, docs/, metrics/ and reports/translate_full/ of this checkout, in tmp_path."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copy(ROOT / "README.md", root)
+    shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("__pycache__", "*.png"))
+    shutil.copytree(ROOT / "metrics", root / "metrics")
+    shutil.copytree(ROOT / "reports" / "translate_full", root / "reports" / "translate_full")
+    return root
+
+
+def test_results_match_metrics():
+    result = check(ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_stale_page_fails_naming_it(tmp_path):
+    root = copy_checkout(tmp_path)
+    page = root / "docs" / "tasks" / "charlm.md"
+    text = page.read_text(encoding="utf-8")
+    assert "**2.120**" in text or "<!-- results:charlm -->" in text
+    page.write_text(text.replace("<!-- results:charlm -->\n", "<!-- results:charlm -->\n| edited by hand |\n"),
+                    encoding="utf-8")
+    result = check(root)
+    assert result.returncode == 1
+    assert "docs/tasks/charlm.md: block 'charlm'" in result.stderr
+
+
+def test_changed_metrics_fail_naming_the_page(tmp_path):
+    import json
+
+    root = copy_checkout(tmp_path)
+    path = root / "metrics" / "surname.json"
+    scores = json.loads(path.read_text(encoding="utf-8"))
+    scores["test"]["accuracy"] = 0.5
+    path.write_text(json.dumps(scores), encoding="utf-8")
+    result = check(root)
+    assert result.returncode == 1
+    assert "README.md: block 'headline'" in result.stderr
+    assert "docs/tasks/many-to-one.md: block 'many-to-one'" in result.stderr
+    # regenerating makes the check pass again
+    subprocess.run([sys.executable, str(RESULTS), "--root", str(root)], check=True, capture_output=True, timeout=60)
+    assert check(root).returncode == 0
+
+
+def test_unknown_block_fails(tmp_path):
+    root = copy_checkout(tmp_path)
+    page = root / "docs" / "index.md"
+    page.write_text(page.read_text(encoding="utf-8") + "\n<!-- results:nosuch -->\n<!-- /results -->\n",
+                    encoding="utf-8")
+    result = check(root)
+    assert result.returncode == 1
+    assert "docs/index.md: unknown results block 'nosuch'" in result.stderr
+
+
+def test_mkdocs_build_strict(tmp_path):
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (it is in the dev extra: ./run install)")
+    pytest.importorskip("material", reason="mkdocs-material is not installed (it is in the dev extra)")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert (tmp_path / "site" / "figures" / "forecast.png").is_file()
