@@ -89,7 +89,7 @@ class ScratchRNN(nn.Module):
             return lstm_cell(x, state, *w)
         if self.mode == "gru":
             return gru_cell(x, state, *w)
-        return rnn_cell(x, state, *w, nonlinearity=self.nonlinearity)
+        return rnn_cell(x, state, *w, nonlinearity=self.nonlinearity)  # type: ignore[misc]  # w is the four weights
 
     def forward(self, x, state=None):
         packed, lengths = x, None

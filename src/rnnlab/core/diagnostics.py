@@ -59,8 +59,8 @@ def as_scratch(rnn: nn.Module) -> ScratchRNN:
     """The same weights in the step-by-step layer, whose per-step states autograd can reach."""
     if isinstance(rnn, ScratchRNN):
         return rnn
-    scratch = ScratchRNN(cell_of(rnn), rnn.input_size, rnn.hidden_size, rnn.num_layers,
-                         nonlinearity="relu" if rnn.mode == "RNN_RELU" else "tanh", bidirectional=rnn.bidirectional)
+    scratch = ScratchRNN(cell_of(rnn), rnn.input_size, rnn.hidden_size, rnn.num_layers,  # type: ignore[arg-type]  # nn.Module types it Tensor | Module
+                         nonlinearity="relu" if rnn.mode == "RNN_RELU" else "tanh", bidirectional=rnn.bidirectional)  # type: ignore[arg-type]  # nn.Module types it Tensor | Module
     scratch.load_state_dict(rnn.state_dict())
     return scratch.to(next(rnn.parameters()).device)
 
@@ -87,11 +87,11 @@ def gradient_profile(rnn: nn.Module, inputs: torch.Tensor, readout: torch.Tensor
 
 def cell_of(rnn: nn.Module) -> str:
     """"rnn", "lstm" or "gru", for PyTorch's modules and the scratch layer alike."""
-    return rnn.mode if isinstance(rnn, ScratchRNN) else TORCH_MODES[rnn.mode]
+    return rnn.mode if isinstance(rnn, ScratchRNN) else TORCH_MODES[rnn.mode]  # type: ignore[index]  # nn.Module types it Tensor | Module
 
 
 def spectral_radius(rnn: nn.Module) -> dict[str, float]:
     """Largest |eigenvalue| of each gate's block of the first layer's recurrent matrix W_hh."""
     names = GATE_NAMES[cell_of(rnn)]
-    blocks = rnn.weight_hh_l0.detach().double().cpu().chunk(len(names), dim=0)
+    blocks = rnn.weight_hh_l0.detach().double().cpu().chunk(len(names), dim=0)  # type: ignore[operator]  # nn.Module types it Tensor | Module
     return {g: float(torch.linalg.eigvals(b).abs().max()) for g, b in zip(names, blocks)}

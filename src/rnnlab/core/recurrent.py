@@ -3,6 +3,8 @@ optimizer the AdamW-trained models share."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -29,7 +31,7 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, 
     if impl == "scratch":
         return ScratchRNN(cell, input_size, hidden_size, num_layers, nonlinearity,
                           dropout if num_layers > 1 else 0.0, bidirectional)
-    kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, batch_first=True,
+    kwargs: dict[str, Any] = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, batch_first=True,
                   dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
     if cell == "rnn":
         kwargs["nonlinearity"] = nonlinearity

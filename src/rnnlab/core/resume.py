@@ -15,6 +15,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ NOT_FINGERPRINTED = ("callbacks", "logger", "paths", "stage", "test", "registry"
 
 
 def fingerprint(cfg: DictConfig) -> str:
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config: Any = OmegaConf.to_container(cfg, resolve=True)  # a DictConfig: a dict
     kept = {k: v for k, v in config.items() if k not in NOT_FINGERPRINTED}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -45,7 +46,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def rng_states() -> dict:
     states = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-              "numpy": np.random.get_state()[1].tolist()}
+              "numpy": np.random.get_state()[1].tolist()}  # type: ignore[index]  # legacy=True: the tuple form
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -73,7 +74,7 @@ class ResumeCheckpoint(Checkpoint):
 
     @property
     def path(self) -> Path:
-        return Path(self.dirpath) / "last.ckpt"
+        return Path(self.dirpath) / "last.ckpt"  # type: ignore[arg-type]  # set by rnnlab.pipeline.train
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every_n_steps == 0:

@@ -172,7 +172,7 @@ def extract_deb(deb: Path, target: Path, prefix: str = "") -> list[Path]:
                 if not member.isfile() or not name.startswith(prefix):
                     continue
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(dest, "wb") as out:
+                with tar.extractfile(member) as src, open(dest, "wb") as out:  # type: ignore[union-attr]  # a file member: never None
                     shutil.copyfileobj(src, out)
                 written.append(dest)
     except (tarfile.TarError, EOFError, OSError) as e:

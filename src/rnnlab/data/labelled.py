@@ -46,7 +46,7 @@ def stratified_split(labels: Sequence, held_out: dict[str, float], seed: int) ->
     for i, label in enumerate(labels):
         rows_of[label].append(i)
     rng = np.random.default_rng(seed)
-    splits = {"train": [], **{name: [] for name in held_out}}
+    splits: dict[str, list[int]] = {"train": [], **{name: [] for name in held_out}}
     for label in sorted(rows_of):  # a fixed class order, so the generator's draws do not depend on row order
         rows = rng.permutation(rows_of[label]).tolist()
         start = 0
@@ -152,7 +152,7 @@ class LabelledDataModule(L.LightningDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         # in row order: predictions line up with the rows of the split
-        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
                           pin_memory=PIN_MEMORY)
 
     def val_dataloader(self):

@@ -22,7 +22,7 @@ def pad(sequences: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
     """Lists, arrays or tensors of token ids (1-D) or of frames (2-D, T x C) -> (inputs, lengths)."""
     if len(sequences) == 0:
         raise RnnlabError("collate: the batch holds no sequences")
-    tensors = []
+    tensors: list[torch.Tensor] = []
     for i, seq in enumerate(sequences):
         t = torch.as_tensor(seq)
         if t.dim() == 0 or len(t) == 0:

@@ -5,6 +5,7 @@ it gets wrong, the most confident first."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -29,7 +30,7 @@ def predict_proba(model, loader) -> torch.Tensor:
 def classification_scores(probs: torch.Tensor, target: torch.Tensor, labels: list[str] | None = None) -> dict:
     """Accuracy (the fraction right), macro-F1 and, with `labels`, each class's precision and recall."""
     k, preds = probs.size(1), probs.argmax(1)
-    scores = {"accuracy": multiclass_accuracy(preds, target, k, average="micro"),
+    scores: dict[str, Any] = {"accuracy": multiclass_accuracy(preds, target, k, average="micro"),
               "macro_f1": multiclass_f1_score(preds, target, k, average="macro")}
     scores = {name: round(float(value), 4) for name, value in scores.items()}
     if labels is not None:

@@ -85,7 +85,7 @@ def adding_job(cell: str, length: int, p: dict, out: Path) -> dict:
     """One (cell, length) run in a worker process: its own MLflow run, its model saved under `out`."""
     logger = mlflow_logger(f"adding-{cell}-T{length}", cell=cell, experiment="adding", dvc_stage=f"adding@{cell}")
     logger.log_hyperparams({**p, "lr": p["lr"][cell], "cell": cell, "length": length})
-    with ends_run(logger.experiment, logger.run_id):
+    with ends_run(logger.experiment, logger.run_id):  # type: ignore[arg-type]  # .experiment has started the run
         model, result = adding(cell, length, p, logger)
     torch.save({"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}, out / f"T{length}.pt")
     print(f"adding {cell} T={length}: test MSE {result['test_mse']:.4f} after {result['steps']} steps", flush=True)
@@ -128,7 +128,7 @@ def load_adding_model(cell: str, length: int) -> SequenceRegressor:
 
 def scale_recurrent_weights(model: SequenceRegressor, radius: float) -> None:
     with torch.no_grad():
-        model.rnn.weight_hh_l0.mul_(radius / spectral_radius(model.rnn)["h"])
+        model.rnn.weight_hh_l0.mul_(radius / spectral_radius(model.rnn)["h"])  # type: ignore[operator]  # nn.Module types it Tensor | Module
 
 
 def exploding(clip: float | None, steps: int = 300, seq_len: int = 50, hidden_size: int = 64,
@@ -163,7 +163,7 @@ def run_exploding(params_file: str | Path = "params.yaml", out_csv: str | Path =
         name = "no_clip" if clip is None else f"clip_{clip:g}"
         logger = mlflow_logger(f"exploding-{name}", cell="rnn", experiment="exploding", dvc_stage="exploding")
         logger.log_hyperparams({**p, "clip": clip})
-        with ends_run(logger.experiment, logger.run_id):
+        with ends_run(logger.experiment, logger.run_id):  # type: ignore[arg-type]  # .experiment has started the run
             run = exploding(clip, steps=p["steps"], seq_len=p["length"], hidden_size=p["hidden_size"],
                             radius=p["radius"], lr=p["lr"], seed=p["seed"], logger=logger)
         if run["diverged"]:

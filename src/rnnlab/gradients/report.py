@@ -7,6 +7,7 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -102,7 +103,7 @@ def run_report(params_file: str | Path = "params.yaml") -> dict:
     exploding = read_json(ADDING_DIR / "exploding.json")
     prof = profiles(p["cells"], length, p)
 
-    metrics = {"adding": adding, "adding_baseline_mse": baseline, "exploding": exploding,
+    metrics: dict[str, Any] = {"adding": adding, "adding_baseline_mse": baseline, "exploding": exploding,
                "profile": {key: {"first_over_last": float(f"{v['norms'][0] / v['norms'][-1]:.3e}"),
                                  "spectral_radius": {g: round(r, 4) for g, r in v["spectral_radius"].items()}}
                            for key, v in prof.items()}}

@@ -12,6 +12,7 @@ import csv
 import io
 import shutil
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import mlflow
@@ -32,7 +33,7 @@ def curves_csv(client, run_ids: list[str], val_metric: str) -> str:
     """One row per validation: the mean training loss since the previous one, and the validation scores.
     `run_ids`: the attempts of one training, oldest first; a resumed attempt's values replace the killed
     one's from the step it resumed at."""
-    history = {k: {} for k in ("train_loss_step", "val_loss", val_metric)}
+    history: dict[str, dict[int, float]] = {k: {} for k in ("train_loss_step", "val_loss", val_metric)}
     for run_id in run_ids:
         for key, values in history.items():
             values.update({m.step: m.value for m in client.get_metric_history(run_id, key)})
@@ -51,7 +52,7 @@ def curves_csv(client, run_ids: list[str], val_metric: str) -> str:
 
 def is_main_process() -> bool:
     """Rank 0 of a DDP run (torchrun / SLURM set RANK), or the only process."""
-    return rank_zero_only.rank == 0
+    return rank_zero_only.rank == 0  # type: ignore[attr-defined]  # Lightning sets rank on the function
 
 
 def train(cfg: DictConfig) -> dict:
@@ -96,7 +97,7 @@ def trained_with(cfg: DictConfig) -> dict:
     and sizes, the optimiser's settings, the batch and the training budget; the pipeline declares the file
     as DVC params, so `dvc exp show` and `dvc params diff` compare them across runs."""
     def scalars(node) -> dict:
-        values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+        values: Any = OmegaConf.to_container(node, resolve=True) if node is not None else {}
         return {k: v for k, v in values.items() if not k.startswith("_") and not isinstance(v, (dict, list))}
 
     out = {"task": cfg.task_name, "seed": cfg.seed, "model": scalars(cfg.model), "module": scalars(cfg.module)}
@@ -138,7 +139,7 @@ def train_attempt(cfg: DictConfig, dm, module, role: str, cell: str, attempts: A
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]  # a null entry switches one off
     for cb in callbacks:
         if isinstance(cb, Checkpoint):
-            cb.dirpath = str(attempts.dir)  # each role of each config keeps its own best and last files
+            cb.dirpath = str(attempts.dir)  # type: ignore[attr-defined]  # ModelCheckpoint's; each role of each config keeps its own best and last files
     trainer = make_trainer(cfg.trainer, logger=logger, callbacks=callbacks)
     resume_from = attempts.checkpoint
 

@@ -46,7 +46,7 @@ class Comparison:
 
 def parse_tags(pairs: list[str] | None) -> dict[str, str]:
     """["cell=lstm", "role=model"] -> {"cell": "lstm", "role": "model"}; the value may hold '='."""
-    tags = {}
+    tags: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         key = key.strip()

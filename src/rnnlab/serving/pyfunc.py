@@ -40,7 +40,7 @@ set_model(RnnlabModel())
 """
 
 
-class RnnlabModel(mlflow.pyfunc.PythonModel):
+class RnnlabModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # mlflow binds pyfunc to a LazyLoader
     """Raw input -> predictions, for the task named in the model config (`{"task": ...}`)."""
 
     def load_context(self, context):

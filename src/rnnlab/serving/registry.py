@@ -76,9 +76,9 @@ def register(task: str, checkpoint: str | Path, run_id: str, tracking_uri: str, 
     version = int(mlflow.register_model(info.model_uri, name).version)
     holder = champion(client, name, alias)
     held = run_metric(client, holder.run_id, metric, f"{name} v{holder.version}") if holder else None
-    promoted = holder is None or beats(value, held, margin, spec.lower_is_better)
+    promoted = holder is None or beats(value, held, margin, spec.lower_is_better)  # type: ignore[arg-type]  # held is set with holder
     if promoted:
-        client.set_registered_model_alias(name, alias, version)
+        client.set_registered_model_alias(name, alias, version)  # type: ignore[arg-type]  # the stub says str; an int works
     decision = Decision(name, version, metric, value, int(holder.version) if holder else None, held, margin,
                         promoted)
     client.set_model_version_tag(name, str(version), "gate", "promoted" if promoted else "kept")

@@ -81,9 +81,9 @@ class SequenceClassifierBase(RecordsClass, L.LightningModule):
                     or not any(class_weights):
                 raise RnnlabError(f"module.class_weights must hold one finite weight >= 0 per class "
                                   f"(num_classes={num_classes}), not all zero; got {class_weights!r}")
-            class_weights = torch.tensor(class_weights)
+            class_weights = torch.tensor(class_weights)  # type: ignore[assignment]  # the buffer holds a tensor
         # a buffer follows the module to the GPU and into the checkpoint
-        self.register_buffer("class_weights", class_weights)
+        self.register_buffer("class_weights", class_weights)  # type: ignore[arg-type]  # a tensor or None by now
         self.lr, self.weight_decay = lr, weight_decay
         # accuracy is the plain fraction right (micro); macro F1 weighs every class alike, so a rare
         # class the model ignores shows there and not in the accuracy
@@ -104,9 +104,9 @@ class SequenceClassifierBase(RecordsClass, L.LightningModule):
 
     def _evaluate(self, batch, stage: str):
         logits, labels, loss = self._loss(batch)
-        self.metrics[stage].update(logits, labels)
+        self.metrics[stage].update(logits, labels)  # type: ignore[operator]  # ModuleDict items are typed Module
         self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(labels))
-        self.log_dict(self.metrics[stage], on_step=False, on_epoch=True)
+        self.log_dict(self.metrics[stage], on_step=False, on_epoch=True)  # type: ignore[arg-type]  # a MetricCollection
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")

@@ -15,6 +15,8 @@ then looks alike at every level, so the test years, above all training levels, n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,9 @@ class Forecaster(RecordsClass, L.LightningModule):
     """`series` (names), `horizons` (steps to forecast per series), `window` (past steps read) and `scale`
     ({name: [mean, std]} of the train part) come from the data: a checkpoint alone turns original values
     into a forecast in original units (`forecast`)."""
+
+    if TYPE_CHECKING:  # Lightning types hparams AttributeDict | MutableMapping; it is read by attribute here
+        hparams: Any
 
     def __init__(self, series: list[str], horizons: list[int], window: int, scale: dict[str, list[float]],
                  task: str = "forecast", cell: str = "gru", hidden_size: int = 64, num_layers: int = 1,

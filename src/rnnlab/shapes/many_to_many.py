@@ -4,6 +4,7 @@ character-level models share (bits per character, the optimizer, sampling the ne
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -36,6 +37,9 @@ class CharacterModel(RecordsClass, L.LightningModule):
     log-likelihood, averaged over characters), trained with AdamW and an optional cosine schedule. A subclass
     updates self.nll[stage] with each batch's mean loss, weighted by its number of characters."""
 
+    if TYPE_CHECKING:  # Lightning types hparams AttributeDict | MutableMapping; it is read by attribute here
+        hparams: Any
+
     def __init__(self, lr: float, scheduler: str):
         super().__init__()
         if scheduler not in ("cosine", "none"):
@@ -45,10 +49,10 @@ class CharacterModel(RecordsClass, L.LightningModule):
         self.nll = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
 
     def _log_epoch(self, stage: str):
-        nll = self.nll[stage].compute()
+        nll = self.nll[stage].compute()  # type: ignore[operator]  # ModuleDict items are typed Module
         bpc = nll / math.log(2)
         self.log_dict({f"{stage}_loss": nll, f"{stage}_bpc": bpc, f"{stage}_perplexity": 2 ** bpc}, prog_bar=True)
-        self.nll[stage].reset()
+        self.nll[stage].reset()  # type: ignore[operator]  # ModuleDict items are typed Module
 
     def on_validation_epoch_end(self):
         self._log_epoch("val")
@@ -75,7 +79,7 @@ class CharLanguageModel(CharacterModel):
         self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity, impl=impl)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
-        self._state = {}
+        self._state: dict[str, Any] = {}
 
     def forward(self, x: torch.Tensor, state=None):
         out, state = self.rnn(self.drop(self.embedding(x)), state)

@@ -105,9 +105,9 @@ class SequenceClassifier(SequenceClassifierBase):
         self.save_hyperparameters()
         self.input_size, self.pooling = input_size, pooling
         if vocab_size is not None:
-            self.encoder = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+            self.encoder: nn.Module = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         else:
-            self.encoder = nn.Linear(input_size, embedding_dim)
+            self.encoder = nn.Linear(input_size, embedding_dim)  # type: ignore[arg-type]  # set without vocab_size
         self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity, bidirectional, impl)
         self.directions = 2 if bidirectional else 1
         features = hidden_size * self.directions
@@ -134,4 +134,4 @@ class SequenceClassifier(SequenceClassifierBase):
             return out.masked_fill(~mask.unsqueeze(-1), 0).sum(1) / mask.sum(1, keepdim=True)
         if self.pooling == "max":
             return out.masked_fill(~mask.unsqueeze(-1), -math.inf).amax(1)
-        return self.attention(out, mask)[0]
+        return self.attention(out, mask)[0]  # type: ignore[misc]  # pooling is attention: set in __init__

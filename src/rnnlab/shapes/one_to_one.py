@@ -28,7 +28,7 @@ class BagClassifier(SequenceClassifierBase):
         self.input_size = input_size
         # padding_idx: the padding ids count neither in the sum nor in the number averaged over
         self.bag = nn.EmbeddingBag(vocab_size, embedding_dim, mode="mean", padding_idx=0) if vocab_size else None
-        features = embedding_dim if vocab_size else 2 * input_size
+        features = embedding_dim if vocab_size else 2 * input_size  # type: ignore[operator]  # set without vocab_size
         self.mlp = nn.Sequential(nn.Linear(features, hidden_size), nn.ReLU(), nn.Dropout(dropout),
                                  nn.Linear(hidden_size, num_classes))
 

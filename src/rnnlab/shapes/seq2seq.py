@@ -11,6 +11,7 @@ time: greedy (batched), or beam search with a GNMT length penalty ((5 + length) 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -54,6 +55,9 @@ class Attention(nn.Module):
 
 
 class Seq2SeqTranslator(RecordsClass, L.LightningModule):
+    if TYPE_CHECKING:  # Lightning types hparams AttributeDict | MutableMapping; it is read by attribute here
+        hparams: Any
+
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, cell: str = "gru", embedding_dim: int = 128,
                  hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.2, nonlinearity: str = "tanh",
                  impl: str = "torch", decoder_size: int = 256, attention: str = "general", attention_dim: int = 128,
@@ -86,7 +90,7 @@ class Seq2SeqTranslator(RecordsClass, L.LightningModule):
         self.combine = nn.Linear(decoder_size + memory_size, decoder_size)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(decoder_size, tgt_vocab_size)
-        self._sps = {}
+        self._sps: dict[str, Any] = {}
 
     # --- the network
     def encode(self, src: torch.Tensor, lengths: torch.Tensor):
@@ -174,6 +178,7 @@ class Seq2SeqTranslator(RecordsClass, L.LightningModule):
         batch = src.size(0)
         y = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
         done = torch.zeros(batch, dtype=torch.bool, device=src.device)
+        weights: Any  # the per-step weights, then stacked
         tokens, weights = [], []
         for step in range(int(limits.max())):
             logits, state, w = self.decode(y[:, None], memory, keys, mask, state)
@@ -208,7 +213,7 @@ class Seq2SeqTranslator(RecordsClass, L.LightningModule):
         def penalty(n):
             return ((5 + n) / 6) ** alpha
 
-        hyps = [[]]
+        hyps: list[list[int]] = [[]]
         scores = torch.zeros(1, device=self.device)
         finished = []
         for step in range(max_len):

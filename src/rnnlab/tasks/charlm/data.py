@@ -26,18 +26,18 @@ SPLITS = ("train", "validation", "test")
 
 def read_archive(archive: Path) -> Dataset:
     """One row per work (`*_gut.txt`; the `_gut_f` First Folio spellings are left out)."""
-    rows = {"work": [], "title": [], "text": []}
+    rows: dict[str, list[str]] = {"work": [], "title": [], "text": []}
     with tarfile.open(archive, "r:gz") as tar:
         members = {m.name: m for m in tar.getmembers() if m.isfile()}
         meta = configparser.ConfigParser(interpolation=None)
         if TEXTS + "metadata.txt" in members:
-            raw = tar.extractfile(members[TEXTS + "metadata.txt"]).read()
+            raw = tar.extractfile(members[TEXTS + "metadata.txt"]).read()  # type: ignore[union-attr]  # a file member: never None
             meta.read_string(utf8_text(raw, f"{archive}:{TEXTS}metadata.txt"))
         for name in sorted(members):
             if not (name.startswith(TEXTS) and name.endswith("_gut.txt")):
                 continue
             work = Path(name).stem
-            raw = tar.extractfile(members[name]).read()
+            raw = tar.extractfile(members[name]).read()  # type: ignore[union-attr]  # a file member: never None
             text = utf8_text(raw, f"{archive}:{name}").replace("\r\n", "\n")
             if not text.strip():
                 raise RnnlabError(f"{archive}:{name} is empty")

@@ -8,6 +8,7 @@ SARIMAX and AutoReg fitted on the history.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -45,7 +46,8 @@ def autoreg(history: np.ndarray, horizon: int, lags: int, trend: str = "c") -> n
     return np.asarray(fit.predict(start=len(history), end=len(history) + horizon - 1))
 
 
-BASELINES = {"naive": naive, "seasonal_naive": seasonal_naive, "sarimax": sarimax, "autoreg": autoreg}
+BASELINES: dict[str, Callable[..., np.ndarray]] = {
+    "naive": naive, "seasonal_naive": seasonal_naive, "sarimax": sarimax, "autoreg": autoreg}
 
 
 def baseline_forecast(name: str, history: np.ndarray, horizon: int, **kwargs) -> np.ndarray:

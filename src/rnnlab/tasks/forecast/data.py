@@ -17,6 +17,7 @@ import csv
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -118,6 +119,7 @@ def preprocess(raw_dir: Path, out_dir: Path, validation: float, test: float, co2
     missing = [s for s in SERIES if s not in raw]
     if missing:
         raise RnnlabError(f"{raw_dir}: missing series {', '.join(missing)}")
+    stats: dict[str, Any]
     out, stats = {}, {"rows": {}, "splits": {}, "interpolated": {}}
     for name in SERIES:
         dates, values = list(raw[name]["date"]), list(raw[name]["value"])

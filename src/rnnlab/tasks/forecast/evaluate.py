@@ -5,6 +5,7 @@ history, their MAE/RMSE, a CSV of every forecast and a PNG of history, truth and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,11 +26,11 @@ PREDICTIONS = "forecast_predictions.csv"  # under paths.reports_dir
 def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
     """{"test": {series: {mae, rmse}}, "val": {...}, "baseline": {series: {name: {mae, rmse}}}}."""
     model, run_id = models["model"], runs.get("model")
-    baselines = OmegaConf.to_container(cfg.get("baselines") or {}, resolve=True)
+    baselines: Any = OmegaConf.to_container(cfg.get("baselines") or {}, resolve=True)
     unknown = sorted(set(baselines) - set(dm.names))
     if unknown:
         raise RnnlabError(f"baselines: unknown series {', '.join(unknown)}; the data has {', '.join(dm.names)}")
-    scores = {"test": {}, "val": {}, "baseline": {}}
+    scores: dict[str, dict[str, Any]] = {"test": {}, "val": {}, "baseline": {}}
     forecasts, rows = {}, []
     for name in dm.names:
         for split, key in (("validation", "val"), ("test", "test")):

@@ -8,6 +8,7 @@ import math
 import re
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
@@ -31,9 +32,9 @@ def read_archive(archive: Path) -> Dataset:
     """One row per snippet: text and mean valence (-4..4) of its human ratings."""
     try:
         with tarfile.open(archive, "r:gz") as outer:
-            inner = outer.extractfile(INNER).read()
+            inner = outer.extractfile(INNER).read()  # type: ignore[union-attr]  # a file member: never None
         with tarfile.open(fileobj=io.BytesIO(inner), mode="r:gz") as tar:
-            raw = tar.extractfile(MEMBER).read()
+            raw = tar.extractfile(MEMBER).read()  # type: ignore[union-attr]  # a file member: never None
     except KeyError as e:
         raise RnnlabError(f"{archive} lacks {INNER}/{MEMBER}: {e}") from e
     except (tarfile.TarError, OSError) as e:
@@ -44,7 +45,7 @@ def read_archive(archive: Path) -> Dataset:
 def parse_ratings(raw: bytes, where: str) -> Dataset:
     """Tab-separated lines: id, mean valence, text. The file is UTF-8 with CRLF line ends."""
     text = utf8_text(raw, where)
-    rows = {"text": [], "valence": []}
+    rows: dict[str, list[Any]] = {"text": [], "valence": []}
     for number, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -90,6 +91,7 @@ def preprocess(raw_dir: Path, out_dir: Path, seed: int, validation: float, test:
     vocab = TokenVocab.build((tokens[i] for i in rows["train"]), min_freq)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(LABELS)),
                          "tokens": Sequence(Value("int32"))})
+    stats: dict[str, Any]
     splits, stats = {}, {"rows": {}, "classes": {}, "unknown_tokens": {}, "vocab_size": len(vocab),
                          "neutral_dropped": len(ds["text"]) - len(rated), "duplicates_dropped": len(rated) - len(keep)}
     for split in SPLITS:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
@@ -95,6 +96,7 @@ def preprocess(raw_dir: Path, out_dir: Path, seed: int, validation: float) -> di
     std[std == 0] = 1.0  # a constant channel stays 0 rather than dividing by zero
     features = Features({"frames": Sequence(Sequence(Value("float32"))), "length": Value("int32"),
                          "label": ClassLabel(names=names)})
+    stats: dict[str, Any]
     splits, stats = {}, {"rows": {}, "classes": {}, "frames": {}, "channels": CHANNELS}
     for split in SPLITS:
         scaled = [((np.asarray(row["frames"]) - mean) / std).astype(np.float32) for row in parts[split]]

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
@@ -87,6 +88,8 @@ def read_provider(source: bytes, where: str, only: tuple[str, ...] = ()) -> list
         tree = ast.parse(source)
     except SyntaxError as e:
         raise RnnlabError(f"{where} line {e.lineno}: not Python source: {e.msg}") from e
+    known: dict[str, Any]
+    names: set[str]
     known, names, found = {}, set(), []
     for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
         for stmt in cls.body:
@@ -113,7 +116,7 @@ def read_provider(source: bytes, where: str, only: tuple[str, ...] = ()) -> list
 
 def read_archive(archive: Path, languages: dict[str, tuple[str, ...]] = LANGUAGES) -> Dataset:
     """One row per distinct surname of each locale: name, language, locale."""
-    rows = {"name": [], "language": [], "locale": []}
+    rows: dict[str, list[str]] = {"name": [], "language": [], "locale": []}
     files = wheel_members(archive, [PROVIDER.format(locale) for locales in languages.values() for locale in locales])
     for language, locales in sorted(languages.items()):
         for locale in locales:
@@ -138,7 +141,7 @@ def unambiguous(names: list[str], languages: list[str]) -> tuple[dict[str, str],
     for name, language in zip(names, languages):
         spellings[name.casefold()].add(name)
         langs_of[name.casefold()].add(language)
-    dropped = defaultdict(int)
+    dropped: defaultdict[str, int] = defaultdict(int)
     for langs in langs_of.values():
         if len(langs) > 1:
             for language in langs:
@@ -163,6 +166,7 @@ def preprocess(raw_dir: Path, out_dir: Path, seed: int, validation: float, test:
     vocab = TokenVocab.build(names[i] for i in rows["train"])  # a name's tokens are its characters
     features = Features({"name": Value("string"), "label": ClassLabel(names=labels),
                          "tokens": Sequence(Value("int32"))})
+    stats: dict[str, Any]
     splits, stats = {}, {"rows": {}, "classes": {}, "unknown_chars": {}, "vocab_size": len(vocab),
                          "names_per_language": counts, "ambiguous_dropped": dropped}
     for split in SPLITS:

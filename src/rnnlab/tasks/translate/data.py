@@ -18,6 +18,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -80,7 +81,7 @@ def usual_casing(texts) -> dict[str, str]:
     """Upper-case form -> the most frequent casing of the word after the first word of a verse (lower case
     unless the word is mostly a name): "FUERON" -> "fueron", "JEHOVÁ" -> "Jehová"."""
     counts = Counter(w for t in texts for w in WORD.findall(t)[1:])
-    best = {}
+    best: dict[str, str] = {}
     for word, n in counts.items():
         key = word.upper()
         if word != key and n > counts.get(best.get(key, ""), 0):
@@ -109,7 +110,7 @@ def read_modules(root: Path) -> Dataset:
         if not path.is_dir():
             raise RnnlabError(f"sword module {name} not found at {path}")
         bibles[lang] = SwordBible(str(path) + "/", "ztext", "kjv", "utf-8", "OSIS")
-    rows = {"book": [], "chapter": [], "verse": [], "en": [], "es": []}
+    rows: dict[str, list[Any]] = {"book": [], "chapter": [], "verse": [], "en": [], "es": []}
     structure = bibles["en"].get_structure().get_books()
     for testament in ("ot", "nt"):
         for book in structure.get(testament, []):
@@ -152,7 +153,7 @@ def split_by_book(books: Sequence[str], validation: Sequence[str], test: Sequenc
     if both:
         raise RnnlabError(f"params.yaml: tasks.translate.data.splits: books in validation and test: {sorted(both)}")
     split_of = {b: "validation" for b in validation} | {b: "test" for b in test}
-    out = {s: [] for s in SPLITS}
+    out: dict[str, list[int]] = {s: [] for s in SPLITS}
     for i, book in enumerate(books):
         out[split_of.get(book, "train")].append(i)
     if not out["train"]:
@@ -180,6 +181,7 @@ def preprocess(raw_dir: Path, out_dir: Path, validation: Sequence[str], test: Se
     else:
         protos = {lang: train_sentencepiece(list(train[lang]), vocab_size) for lang in ("en", "es")}
     sps = {lang: load_sentencepiece(p) for lang, p in protos.items()}
+    stats: dict[str, Any]
     splits, stats = {}, {"rows": {}, "dropped": {}, "books": {}}
     for split in SPLITS:
         part = raw.select(rows[split])
@@ -266,7 +268,7 @@ class TranslationDataModule(L.LightningDataModule):
                                   collate_fn=collate, pin_memory=PIN_MEMORY)
 
     def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
                           pin_memory=PIN_MEMORY)
 
     def val_dataloader(self):

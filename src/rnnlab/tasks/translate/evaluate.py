@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -25,7 +26,7 @@ def subset(n: int, limit: int | None) -> list[int]:
 def greedy_all(model, sources: list[list[int]], batch_size: int) -> list[list[int]]:
     """Greedy decoding of every source, in batches of similar length, returned in the sources' order."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    out = [None] * len(sources)
+    out: list[Any] = [None] * len(sources)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         src, lengths, _ = collate([(sources[i], []) for i in rows])
