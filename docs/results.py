@@ -222,7 +222,7 @@ def many_to_one(f: Files) -> str:
 
 
 def confusion_errors(f: Files, task: str) -> tuple[int, int]:
-    rows = f.csv(f"metrics/{task}_confusion.csv")
+    rows = f.csv(f"reports/{task}/{task}_confusion.csv")
     return sum(r["actual"] != r["predicted"] for r in rows), len(rows)
 
 
@@ -231,7 +231,7 @@ def many_to_one_errors(f: Files) -> str:
     for name in CLASSIFIER_TARGETS:
         wrong, n = confusion_errors(f, name)
         parts.append(f"{name} {wrong} of {n}")
-    return f"Misclassified test examples (`metrics/TASK_confusion.csv`): {', '.join(parts)}."
+    return f"Misclassified test examples (`reports/TASK/TASK_confusion.csv`): {', '.join(parts)}."
 
 
 def surname_gen(f: Files) -> str:

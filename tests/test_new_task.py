@@ -18,19 +18,9 @@ from conftest import slice_params, tree_copy
 
 SPEC = '''"""A toy task: a few colour words -> cold | warm."""
 
-from rnnlab.tasks import Task, register
+from rnnlab.tasks import labelled, register
 
-register(Task(
-    name="toy",
-    shape="many-to-one",
-    summary="a few colour words -> cold | warm",
-    modules=("rnnlab.shapes.many_to_one:SequenceClassifier", "rnnlab.shapes.one_to_one:BagClassifier"),
-    metric="test_accuracy", higher_is_better=True, val_metric="val_acc", val_higher_is_better=True,
-    evaluate="rnnlab.evaluation.classify:score",
-    fetch="pypi_sdist",
-    baselines=("bag", "majority"),
-    serve=".serve:Words",
-))
+register(labelled(name="toy", summary="a few colour words -> cold | warm", serve=".serve:Words"))
 '''
 DATA = '''"""The toy archive: gzip text, one `label<TAB>words` per line."""
 

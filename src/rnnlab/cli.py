@@ -270,8 +270,8 @@ def list_tasks(args: list[str]) -> None:
         print(json.dumps([{k: v for k, v in vars(t).items() if k != "package"} for t in specs], indent=1))
         return
     for t in specs:
-        better = "higher" if t.higher_is_better else "lower"
-        print(f"{t.name:<12} {t.shape:<16} {t.metric} ({better} is better)  {t.summary}")
+        metric = f"{t.metric} ({'higher' if t.higher_is_better else 'lower'} is better)"
+        print(f"{t.name:<12} {t.shape:<16} {metric:<34} {t.summary}")
 
 
 def fail(error: Exception) -> None:

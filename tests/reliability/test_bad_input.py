@@ -408,10 +408,11 @@ def read_only(project, monkeypatch):
     folders = []
 
     def guard(make):
-        def refuse_in_read_only(*args, dir=None, **kwargs):
-            if dir is not None and not os.stat(dir).st_mode & 0o200:
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
-            return make(*args, dir=dir, **kwargs)
+        def refuse_in_read_only(*args, **kwargs):
+            folder = kwargs.get("dir", args[2] if len(args) > 2 else None)  # mkstemp/mkdtemp(suffix, prefix, dir)
+            if folder is not None and not os.stat(folder).st_mode & 0o200:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+            return make(*args, **kwargs)
         return refuse_in_read_only
 
     if os.geteuid() == 0:
@@ -432,7 +433,8 @@ def read_only(project, monkeypatch):
 
 @pytest.mark.parametrize("case, folder, argv, expected", cases(
     ("read-only-processed", "data/processed", ["preprocess", "surname"], "cannot write data/processed/surname"),
-    ("read-only-reports", "reports", ["evaluate", *PIPELINE["charlm"]], "cannot write reports/charlm_sample.txt"),
+    ("read-only-reports", "reports/charlm", ["evaluate", *PIPELINE["charlm"]],
+     "cannot write reports/charlm/charlm_sample.txt"),
 ))
 def test_a_read_only_folder_names_the_path(bad, read_only, case, folder, argv, expected):
     read_only(folder)
@@ -445,4 +447,4 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_one(bad, monkeypatch):
 
     monkeypatch.setattr(Path, "write_text", full)
     bad("full-disk-reports", ["evaluate", *PIPELINE["charlm"]],
-        "cannot write reports/charlm_sample.txt: No space left on device")
+        "cannot write reports/charlm/charlm_sample.txt: No space left on device")

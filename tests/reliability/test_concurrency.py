@@ -45,16 +45,14 @@ def test_a_parallel_sweep_records_every_run_once(tmp_path, figures):
 
 @pytest.mark.slow
 def test_two_queued_dvc_experiments_run_side_by_side(tmp_path, figures):
-    root = scratch_project(tmp_path)
-    params = (root / "params.yaml").read_text().replace("experiment: surname\n", "experiment: smoke_classifier\n")
-    (root / "params.yaml").write_text(params)
+    root = scratch_project(tmp_path)  # every task at its smoke experiment
     sh(root, "dvc", "repro", "preprocess@surname")
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "scratch")
     names = {"rnn": "exp-rnn", "gru": "exp-gru"}
     for cell, name in names.items():
-        sh(root, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"classify.surname.model={cell}",
-           "evaluate_classifier@surname")
+        sh(root, "dvc", "exp", "run", "--queue", "-n", name, "-S", f"tasks.surname.model={cell}",
+           "evaluate@surname")
     sh(root, "dvc", "queue", "start", "-j", "2")
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:

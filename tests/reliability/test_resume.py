@@ -96,8 +96,8 @@ def test_checkpoints_live_outside_every_dvc_output():
     folder = Path(cfg.paths.checkpoint_dir)
     outs = [Path(next(iter(o)) if isinstance(o, dict) else o)
             for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()
-            for o in stage.get("outs", [])]
-    assert outs and not any(folder == o or o in folder.parents for o in outs)
+            for o in (stage.get("do") or stage).get("outs", [])]  # a foreach stage's outs are under `do`
+    assert Path("models/${key}") in outs and not any(folder == o or o in folder.parents for o in outs)
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):

@@ -93,6 +93,17 @@ class Task:
         return self.resolve(self.serve)(self)
 
 
+def labelled(**fields: Any) -> Task:
+    """A labelled many-to-one task (sentiment, speaker, surname): the recurrent classifier beside its one-to-one
+    bag baseline and the majority class, scored by rnnlab.evaluation.classify; `fields` add the rest (name,
+    summary, fetch, serve, top_k) or replace these."""
+    return Task(**{"shape": "many-to-one",
+                   "modules": ("rnnlab.shapes.many_to_one:SequenceClassifier", "rnnlab.shapes.one_to_one:BagClassifier"),
+                   "metric": "test_accuracy", "higher_is_better": True, "val_metric": "val_acc",
+                   "val_higher_is_better": True, "evaluate": "rnnlab.evaluation.classify:score",
+                   "baselines": ("bag", "majority"), **fields})
+
+
 REGISTRY: dict[str, Task] = {}
 
 
