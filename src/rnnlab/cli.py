@@ -6,6 +6,7 @@ The tasks, their list in the help text and which of them each command takes come
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
@@ -285,6 +286,9 @@ def main(argv: list[str] | None = None) -> None:
         print(usage())
         return
     command, rest = argv[0], argv[1:]
+    # the library's messages (progress, where files went) go through logging to stderr; results stay on stdout.
+    # The Hydra commands (train, evaluate, register) configure logging as Hydra does (console and a log file).
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if command in HYDRA_COMMANDS:
             run_hydra(command, rest)

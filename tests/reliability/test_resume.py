@@ -67,7 +67,7 @@ def test_killed_training_resumes_to_the_same_result(project, figures):
 
         resumed = train(project)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
-        assert f"resuming the killed run {killed_run.info.run_id}" in resumed.stdout
+        assert f"resuming the killed run {killed_run.info.run_id}" in resumed.stderr  # a log message
         after = outputs(project)
         drift = abs(json.loads(after["charlm.json"])["test"]["bpc"] - bpc) / bpc
         last = runs(project)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -15,6 +16,8 @@ from hydra.experimental.callback import Callback
 
 from rnnlab import RnnlabError
 from rnnlab.core.io import write_json
+
+log = logging.getLogger(__name__)
 
 
 def tracking_uri() -> str:
@@ -128,7 +131,7 @@ class SweepParentRun(Callback):
         self.client, self.run_id = client, run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.run_id
         atexit.register(self.end, "FAILED")  # a job that exits the process never reaches on_multirun_end
-        print(f"sweep: parent MLflow run {self.run_id} in experiment {name}")
+        log.info("sweep: parent MLflow run %s in experiment %s", self.run_id, name)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         self.end("FINISHED")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from rnnlab.core.resume import Attempts, fingerprint
 from rnnlab.core.tracking import check_reachable, ends_run, redact, run_tags, save_run_refs
 from rnnlab.core.trainer import make_trainer, set_threads
 from rnnlab.core.validate import check_config
+
+log = logging.getLogger(__name__)
 
 
 def curves_csv(client, run_ids: list[str], val_metric: str) -> str:
@@ -127,7 +130,7 @@ def fit(cfg: DictConfig, dm, module, role: str, attempts: Attempts) -> str:
     if role == "model":
         write_text(Path(cfg.paths.metrics_dir) / f"{cfg.task_name}_curves.csv",
                    curves_csv(client, attempts.runs, tasks.get(cfg.task_name).val_metric))
-    print(f"{role}: best checkpoint {best} -> {target} (MLflow run {run_id})")
+    log.info("%s: best checkpoint %s -> %s (MLflow run %s)", role, best, target, run_id)
     return run_id
 
 
@@ -153,8 +156,8 @@ def train_attempt(cfg: DictConfig, dm, module, role: str, cell: str, attempts: A
         attempts.start(run_id, client)
         client.log_text(run_id, OmegaConf.to_yaml(config), "config.yaml")
         if len(attempts.runs) > 1:
-            print(f"{role}: resuming the killed run {attempts.runs[-2]} from "
-                  f"{resume_from or 'the start (it was killed before its first checkpoint)'}")
+            log.info("%s: resuming the killed run %s from %s", role, attempts.runs[-2],
+                     resume_from or "the start (it was killed before its first checkpoint)")
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
         except FloatingPointError as e:

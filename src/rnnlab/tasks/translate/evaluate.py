@@ -5,6 +5,7 @@ translations in reports/translate_samples.txt and an attention heatmap of a few 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from omegaconf import DictConfig
 
 from rnnlab.core.io import atomic_path, write_text
 from rnnlab.data.subwords import collate
+
+log = logging.getLogger(__name__)
 
 
 def subset(n: int, limit: int | None) -> list[int]:
@@ -53,7 +56,7 @@ def decode_split(model, part, limit: int | None, batch_size: int) -> dict:
     t1 = time.perf_counter()
     beams = [model.decode_ids(model.beam_search(part[i]["src"])) for i in rows]
     t2 = time.perf_counter()
-    print(f"decoded {len(part)} verses greedily in {t1 - t0:.1f} s, {len(rows)} by beam search in {t2 - t1:.1f} s")
+    log.info("decoded %d verses greedily in %.1f s, %d by beam search in %.1f s", len(part), t1 - t0, len(rows), t2 - t1)
     return {"rows": rows, "refs": list(part["es"]), "greedy": greedy, "beam": beams, "sources": list(part["en"])}
 
 
