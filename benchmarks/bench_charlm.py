@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.profilers import SimpleProfiler
 
 from rnnlab.core.io import write_json
+from rnnlab.core.optim import ADAMW
 from rnnlab.core.recurrent import detach_state
 from rnnlab.core.trainer import quiet_trainer
 from rnnlab.data.streams import StreamWindows
@@ -48,7 +49,7 @@ def pipeline_settings() -> dict:
         cfg = compose("config", [f"experiment={params['experiment']}", f"model={params['model']}"])
     return {"cell": cfg.model.cell, "embedding_dim": cfg.model.embedding_dim, "hidden_size": cfg.model.hidden_size,
             "num_layers": cfg.model.num_layers, "dropout": cfg.model.dropout, "batch_size": cfg.data.batch_size,
-            "seq_len": cfg.data.seq_len, "lr": cfg.module.lr, "weight_decay": cfg.module.weight_decay,
+            "seq_len": cfg.data.seq_len, "lr": cfg.optimizer.lr, "weight_decay": cfg.optimizer.weight_decay,
             "gradient_clip_val": cfg.trainer.gradient_clip_val, "precision": cfg.trainer.precision,
             "experiment": params["experiment"]}
 
@@ -84,8 +85,9 @@ def corpus() -> tuple[list[str], np.ndarray]:
 def model_and_loader(s: dict, cell: str, size: dict) -> tuple[CharLanguageModel, torch.utils.data.DataLoader]:
     chars, ids = corpus()
     torch.manual_seed(0)
-    model = CharLanguageModel(chars, cell=cell, embedding_dim=s["embedding_dim"], dropout=s["dropout"], lr=s["lr"],
-                              weight_decay=s["weight_decay"], scheduler="none", **size)
+    optimizer = {**ADAMW, "lr": s["lr"], "weight_decay": s["weight_decay"]}  # no schedule: steps are timed, not fits
+    model = CharLanguageModel(chars, cell=cell, embedding_dim=s["embedding_dim"], dropout=s["dropout"],
+                              optimizer=optimizer, **size)
     loader = torch.utils.data.DataLoader(StreamWindows(ids, s["batch_size"], s["seq_len"]), batch_size=None)
     return model, loader
 

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab import RnnlabError
 from rnnlab.core.cells import ScratchRNN
 from rnnlab.shapes.many_to_many import CharLanguageModel
 
@@ -121,5 +120,3 @@ def test_language_model_switches_to_scratch_cells():
     scratch.load_state_dict(fused.state_dict())
     x = torch.randint(0, 5, (2, 7))
     torch.testing.assert_close(scratch(x)[0], fused(x)[0], atol=1e-5, rtol=1e-5)
-    with pytest.raises(RnnlabError, match="model.impl must be 'torch' or 'scratch', got 'cuda'"):
-        CharLanguageModel(list("abcd"), impl="cuda")

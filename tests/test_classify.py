@@ -199,6 +199,24 @@ def test_load_checkpoint_accepts_only_rnnlab_modules(trained, tmp_path):
             load_checkpoint(forged)
 
 
+def test_a_checkpoint_written_before_the_optimizer_nodes_still_loads(trained, tmp_path):
+    """Checkpoints from before December 2026 hold lr, weight_decay and a schedule's name instead of the
+    optimizer and schedule nodes; a loaded model does not train, so it loads without them."""
+    ckpt = torch.load(trained["surname"] / "model" / "model.ckpt", weights_only=True)
+    hparams = ckpt["hyper_parameters"]
+    assert hparams["optimizer"]["_target_"] == "torch.optim.AdamW" and hparams["optimizer"]["lr"] > 0
+    del hparams["optimizer"], hparams["scheduler"]
+    hparams.update(lr=3e-3, weight_decay=0.01)
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    model = load_checkpoint(old, task="surname")
+    assert model.hparams.get("optimizer") is None and "lr" not in model.hparams
+    hparams["bogus"] = 1  # anything else a class does not take is still an error
+    torch.save(ckpt, old)
+    with pytest.raises(RnnlabError, match="unexpected keyword argument 'bogus'"):
+        load_checkpoint(old, task="surname")
+
+
 def test_a_checkpoint_must_fit_the_processed_data(trained, project):
     path = trained["sentiment"] / "model" / "model.ckpt"
     model = load_checkpoint(path, task="sentiment")

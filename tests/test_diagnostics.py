@@ -14,7 +14,7 @@ def fit_with_monitor(clip: float):
     import numpy as np
 
     torch.manual_seed(0)
-    model = CharLanguageModel(list("abcdefgh"), embedding_dim=8, hidden_size=16, num_layers=1, scheduler="none")
+    model = CharLanguageModel(list("abcdefgh"), embedding_dim=8, hidden_size=16, num_layers=1)
     ids = np.random.default_rng(0).integers(1, 9, 4000).astype(np.int16)
     loader = torch.utils.data.DataLoader(StreamWindows(ids, 4, 16), batch_size=None)
     trainer = quiet_trainer(max_steps=3, gradient_clip_val=clip, limit_val_batches=0,

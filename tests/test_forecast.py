@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from rnnlab import RnnlabError
 from rnnlab.cli import main
 from rnnlab.core.trainer import make_trainer
-from rnnlab.pipeline.train import train
+from rnnlab.pipeline.train import build, train
 from rnnlab.shapes.forecasting import Forecaster
 from rnnlab.tasks import load_checkpoint
 from rnnlab.tasks.forecast import data as forecast
@@ -185,7 +185,7 @@ def test_fast_dev_run_from_the_real_config(project, tmp_path, model):
     cfg = compose("task=forecast", f"model={model}", "experiment=smoke_forecast", "trainer.fast_dev_run=true",
                   f"paths.data_dir={project}/data", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
-    module = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model, _convert_="all")
+    module = build(cfg, dm)["model"]
     trainer = make_trainer(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
     assert trainer.state.finished and type(module.encoder).__name__ == model.upper()

@@ -74,7 +74,8 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     # the resolved model config the train stage declares as DVC params
     trained = yaml.safe_load((root / "params" / "charlm.yaml").read_text())
     assert trained["model"]["cell"] == "lstm" and trained["model"]["hidden_size"] == 32
-    assert {"lr", "weight_decay"} <= set(trained["module"]) and "max_epochs" in trained["trainer"]
+    assert trained["optimizer"]["name"] == "AdamW" and {"lr", "weight_decay"} <= set(trained["optimizer"])
+    assert trained["scheduler"]["name"] == "CosineAnnealingLR" and "max_epochs" in trained["trainer"]
     assert trained["data"]["batch_size"] == 8
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert set(lock["stages"]) == TASK_STAGES

@@ -14,7 +14,7 @@ from rnnlab.cli import main
 from rnnlab.core.trainer import make_trainer
 from rnnlab.data.labelled import LabelledDataModule
 from rnnlab.pipeline.evaluate import run_evaluate
-from rnnlab.pipeline.train import train
+from rnnlab.pipeline.train import build, train
 from rnnlab.shapes.one_to_many import SurnameGenerator
 from rnnlab.tasks import load_checkpoint
 from rnnlab.tasks.surname_gen.data import BOS, EOS, SurnameGenDataModule
@@ -138,7 +138,7 @@ def test_fast_dev_run_from_the_real_config(project, tmp_path, model, impl, condi
                   "experiment=smoke_surname_gen", "trainer.fast_dev_run=true",
                   f"paths.data_dir={project}/data", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
-    module = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model, _convert_="all")
+    module = build(cfg, dm)["model"]
     trainer = make_trainer(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
     assert trainer.state.finished

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from rnnlab.core.trainer import make_trainer
-from rnnlab.pipeline.train import train
+from rnnlab.pipeline.train import build, train
 
 from conftest import ROOT, compose
 
@@ -31,11 +31,16 @@ def test_fast_dev_run_from_the_real_config(processed, tmp_path, model, impl):
     cfg = compose(f"model={model}", f"model.impl={impl}", "experiment=smoke_charlm", "trainer.fast_dev_run=true",
                   f"paths.data_dir={processed.parents[1]}", f"paths.output_dir={tmp_path}")
     dm = instantiate(cfg.data)
-    module = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model)
+    module = build(cfg, dm)["model"]
     trainer = make_trainer(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
     assert trainer.state.finished
     assert type(module.rnn).__name__ == ("ScratchRNN" if impl == "scratch" else model.upper())
+    # the optimizer and schedule nodes (conf/optimizer/adamw.yaml, conf/scheduler/cosine.yaml), completed
+    (optimizer,), (schedule,) = trainer.optimizers, trainer.lr_scheduler_configs
+    assert type(optimizer).__name__ == "AdamW" and optimizer.defaults["lr"] == cfg.optimizer.lr
+    assert schedule.interval == "step" and schedule.scheduler.T_max == trainer.estimated_stepping_batches
+    assert schedule.scheduler.eta_min == cfg.optimizer.lr * cfg.lr_floor
 
 
 def test_train_tracks_everything_in_mlflow(processed, workdir):

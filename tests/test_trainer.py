@@ -19,7 +19,7 @@ def one_step_grads(context) -> tuple[dict, int]:
     (aten::_to_copy) it made."""
     torch.manual_seed(0)
     model = CharLanguageModel(list("abcdefgh"), cell="rnn", embedding_dim=8, hidden_size=16, num_layers=1,
-                              dropout=0.0, scheduler="none")
+                              dropout=0.0)
     ids = np.random.default_rng(0).integers(1, 9, 400).astype(np.int16)
     x, y = next(iter(StreamWindows(ids, 4, STEPS)))
     with profile() as prof:

@@ -15,7 +15,7 @@ from rnnlab.cli import main
 from rnnlab.core import sources
 from rnnlab.core.trainer import make_trainer
 from rnnlab.data import subwords
-from rnnlab.pipeline.train import train
+from rnnlab.pipeline.train import build, train
 from rnnlab.shapes.seq2seq import Seq2SeqTranslator
 from rnnlab.tasks.translate import data as T
 
@@ -225,7 +225,7 @@ def test_fast_dev_run_from_the_real_config(project, tmp_path):
     cfg = compose("task=translate", "experiment=translate", f"paths.data_dir={project}/data",
                   f"paths.output_dir={tmp_path}", "trainer.fast_dev_run=true")
     dm = instantiate(cfg.data)
-    model = instantiate(cfg.module, **dm.model_kwargs(), **cfg.model, _convert_="all")
+    model = build(cfg, dm)["model"]
     assert isinstance(model, Seq2SeqTranslator) and model.hparams.hidden_size == 128
     trainer = make_trainer(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
                            enable_progress_bar=False, enable_model_summary=False)

@@ -26,8 +26,18 @@ def test_the_shipped_configs_pass(task):
     ("model.impl=cuda", "model.impl='cuda' must be torch or scratch"),
     ("data.batch_size=0", "data.batch_size=0 must be an integer >= 1"),
     ("data.seq_len=0", "data.seq_len=0 must be an integer >= 1"),
-    ("module.lr=0", "module.lr=0 must be a number > 0"),
-    ("module.lr=abc", "module.lr='abc' must be a number > 0"),
+    ("model.embedding_dim=0", "model.embedding_dim=0 must be an integer >= 1"),
+    ("model.cell=rnn model.nonlinearity=sigmoid", "model.nonlinearity='sigmoid' must be tanh or relu"),
+    ("optimizer.lr=0", "optimizer.lr=0 must be a number > 0"),
+    ("optimizer.lr=abc", "optimizer.lr='abc' must be a number > 0"),
+    ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1 must be a number >= 0"),
+    ("optimizer._target_=torch.optim.Adamm", "optimizer._target_='torch.optim.Adamm' must be an importable optimizer"),
+    ("optimizer._partial_=false", "optimizer._partial_=False must be true"),
+    ("scheduler._target_=torch.optim.lr_scheduler.Nope", "scheduler._target_='torch.optim.lr_scheduler.Nope' must be"),
+    ("lr_floor=2", "lr_floor=2 must be a number in [0, 1]"),
+    ("task=surname baseline.optimizer.lr=-1", "baseline.optimizer.lr=-1 must be a number > 0"),
+    ("task=surname baseline.dropout=1.0", "baseline.dropout=1.0 must be a number in [0, 1)"),
+    ("task=speaker baseline.hidden_size=0", "baseline.hidden_size=0 must be an integer >= 1"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0 must be an integer >= 1 (or -1: no limit)"),
     ("registry.margin=-1", "registry.margin=-1 must be a number >= 0"),
     ("seed=true", "seed=True must be an integer"),
@@ -35,7 +45,25 @@ def test_the_shipped_configs_pass(task):
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(RnnlabError, match="bad config: .*" + message.replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[")):
-        check_config(compose(override))
+        check_config(compose(*override.split()))
+
+
+@pytest.mark.parametrize("overrides, optimizer, scheduler", [
+    (["task=charlm", "optimizer=sgd", "optimizer.lr=0.1", "scheduler=none"], "SGD", None),
+    (["task=surname", "scheduler=cosine"], "AdamW", "CosineAnnealingLR"),
+    (["task=translate"], "AdamW", None),
+    (["task=translate", "experiment=translate"], "AdamW", "CosineAnnealingLR"),
+])
+def test_optimizer_and_schedule_switch_from_the_command_line(overrides, optimizer, scheduler):
+    cfg = compose(*overrides)
+    check_config(cfg)
+    assert cfg.optimizer._target_.endswith("." + optimizer)
+    assert (cfg.scheduler._target_.rsplit(".", 1)[1] if cfg.scheduler else None) == scheduler
+
+
+def test_the_cosine_floor_follows_the_learning_rate():
+    cfg = compose("task=charlm", "optimizer.lr=0.02")
+    assert cfg.scheduler.eta_min == 0.02 * cfg.lr_floor and cfg.lr_floor == 0.1
 
 
 def test_every_problem_is_listed_at_once():

@@ -192,8 +192,8 @@ def test_unknown_config_names_it(bad, case, argv, expected):
     ("dropout-1", "train", "surname", "model.dropout=1.0", "model.dropout=1.0 must be a number in [0, 1)"),
     ("zero-batch-size", "train", "surname", "data.batch_size=0", "data.batch_size=0 must be an integer >= 1"),
     ("zero-seq-len", "train", "charlm", "data.seq_len=0", "data.seq_len=0 must be an integer >= 1"),
-    ("string-lr", "train", "charlm", "module.lr=abc", "module.lr='abc' must be a number > 0"),
-    ("negative-lr", "train", "surname", "module.lr=-0.1", "module.lr=-0.1 must be a number > 0"),
+    ("string-lr", "train", "charlm", "optimizer.lr=abc", "optimizer.lr='abc' must be a number > 0"),
+    ("negative-lr", "train", "surname", "optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a number > 0"),
     ("zero-max-epochs", "train", "charlm", "trainer.max_epochs=0", "trainer.max_epochs=0 must be an integer >= 1"),
     ("negative-max-epochs", "train", "surname", "trainer.max_epochs=-5",
      "trainer.max_epochs=-5 must be an integer >= 1"),
@@ -361,8 +361,8 @@ def diverged_run(o: Outcome, project: Path) -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("task, overrides", [
-    ("charlm", ["model=rnn", "model.nonlinearity=relu", "module.lr=1e6"]),
-    ("surname", ["module.lr=1e30"]),
+    ("charlm", ["model=rnn", "model.nonlinearity=relu", "optimizer.lr=1e6"]),
+    ("surname", ["optimizer.lr=1e30"]),
 ], ids=["charlm", "surname"])
 def test_a_nan_loss_stops_training_and_fails_the_run(bad, project, task, overrides):
     bad(f"nan-loss-{task}", ["train", *PIPELINE[task], *overrides, "trainer.gradient_clip_val=null"],
@@ -373,7 +373,7 @@ def test_a_huge_finite_loss_is_reported_not_a_traceback(bad, tmp_path):
     """An LSTM at lr 1e6 keeps a finite loss (~1e18) that the finite-loss callback lets through; its bits per
     character overflowed 2**bpc in evaluate (OverflowError). Ad-hoc output paths: training that ends would
     replace the pipeline's checkpoint before evaluate can judge it."""
-    argv = ["train", *PIPELINE["charlm"], "module.lr=1e6", "trainer.gradient_clip_val=null",
+    argv = ["train", *PIPELINE["charlm"], "optimizer.lr=1e6", "trainer.gradient_clip_val=null",
             f"paths.model_dir={tmp_path}/model", f"paths.metrics_dir={tmp_path}/metrics",
             f"paths.reports_dir={tmp_path}/reports"]
     bad("huge-loss-charlm", argv, f"the model in {tmp_path}/model diverged",

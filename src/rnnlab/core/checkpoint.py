@@ -7,6 +7,7 @@ the file with `torch.load(weights_only=True)`, so a checkpoint never names code 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -47,13 +48,26 @@ def load_module(path: str | Path, modules: dict[str, type], task: str | None = N
         raise RnnlabError(f"checkpoint {path} holds a {name} (task {found!r}); this command needs a "
                           f"{' or '.join(kinds)}")
     try:
-        model = modules[name](**{k: v for k, v in hparams.items() if not k.startswith("_")})
+        model = modules[name](**arguments(modules[name], hparams))
         model.load_state_dict(ckpt["state_dict"])
     except RnnlabError:
         raise
     except Exception as e:
         raise RnnlabError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from e
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+
+def arguments(cls: type, hparams: dict) -> dict:
+    """The constructor's arguments from a checkpoint's hyperparameters. A checkpoint written before the
+    optimizer and schedule became config nodes (rnnlab.core.optim, December 2026) holds lr, weight_decay and
+    a schedule's name instead: training settings a loaded model does not use, so they are left out."""
+    kwargs = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    if "lr" in kwargs and "lr" not in inspect.signature(cls).parameters:
+        kwargs.pop("lr")
+        kwargs.pop("weight_decay", None)
+        if not isinstance(kwargs.get("scheduler"), dict):
+            kwargs.pop("scheduler", None)
+    return kwargs
 
 
 def check_fits(model, model_kwargs: dict, path: str | Path, data_dir: str | Path) -> None:

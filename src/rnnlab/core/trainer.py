@@ -1,6 +1,7 @@
 """Lightning Trainers: from cfg.trainer (make_trainer) or for a quick in-process fit (quiet_trainer), with mixed
 precision through CachedMixedPrecision, Lightning's autocast with the weight cast cache on; and the config's
-`${bf16_if_supported:}`, bf16-mixed where the processor computes in bf16 natively, else 32-true.
+`${bf16_if_supported:}`, bf16-mixed where the processor computes in bf16 natively, else 32-true (this module
+registers the config's resolvers, that one and `${times:a,b}`).
 
 Lightning 2.6 runs every step under `torch.autocast(..., cache_enabled=False)` (Lightning #20921, against a
 `no_grad()` forward inside a training step poisoning the cache). A recurrent layer that is not one fused kernel
@@ -39,6 +40,8 @@ def native_bf16() -> bool:
 
 OmegaConf.register_new_resolver("bf16_if_supported", lambda: "bf16-mixed" if native_bf16() else "32-true",
                                 replace=True)
+# `${times:a,b}`: a number times a number (conf/scheduler/cosine.yaml: the schedule's floor, a fraction of the rate)
+OmegaConf.register_new_resolver("times", lambda a, b: float(a) * float(b), replace=True)
 
 
 class CachedMixedPrecision(MixedPrecision):

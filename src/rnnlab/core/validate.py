@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab import RnnlabError
@@ -20,7 +21,36 @@ def number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-# key -> (test, what it must be); a key a task's config does not have is skipped
+def importable(v) -> bool:
+    """A `_target_` that names a callable Hydra can import (torch.optim.AdamW, ...)."""
+    try:
+        get_method(v)
+    except Exception:
+        return False
+    return True
+
+
+def fraction(v) -> bool:
+    return number(v) and 0 <= v < 1
+
+
+# the optimizer and schedule nodes (conf/optimizer/, conf/scheduler/; the labelled tasks' baseline has its own
+# optimizer): partials that configure_optimizers completes (rnnlab.core.optim)
+OPTIMIZER_RULES = {
+    "_target_": (importable, "an importable optimizer class (torch.optim.AdamW, ...)"),
+    "_partial_": (lambda v: v is True, "true (configure_optimizers gives it the parameters)"),
+    "lr": (lambda v: number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: number(v) and v >= 0, "a number >= 0"),
+}
+SCHEDULER_RULES = {
+    "_target_": (importable, "an importable schedule class (torch.optim.lr_scheduler.CosineAnnealingLR, ...)"),
+    "_partial_": (lambda v: v is True, "true (configure_optimizers gives it the optimizer)"),
+}
+
+
+# key -> (test, what it must be); a key a task's config does not have is skipped. Every value of the config is
+# checked here or, when it only makes sense beside the data (a vocabulary's size, the class weights), by the
+# module that takes it: never in both places.
 RULES = {
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "model.cell": (lambda v: v in CELLS, f"one of {', '.join(CELLS)}"),
@@ -29,12 +59,17 @@ RULES = {
     "model.hidden_size": (positive_int, "an integer >= 1"),
     "model.embedding_dim": (positive_int, "an integer >= 1"),
     "model.num_layers": (positive_int, "an integer >= 1"),
-    "model.dropout": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "model.dropout": (fraction, "a number in [0, 1)"),
+    "baseline.embedding_dim": (positive_int, "an integer >= 1"),
+    "baseline.hidden_size": (positive_int, "an integer >= 1"),
+    "baseline.dropout": (fraction, "a number in [0, 1)"),
     "data.batch_size": (positive_int, "an integer >= 1"),
     "data.eval_batch_size": (positive_int, "an integer >= 1"),
     "data.seq_len": (positive_int, "an integer >= 1"),
-    "module.lr": (lambda v: number(v) and v > 0, "a number > 0"),
-    "module.weight_decay": (lambda v: number(v) and v >= 0, "a number >= 0"),
+    **{f"optimizer.{key}": rule for key, rule in OPTIMIZER_RULES.items()},
+    **{f"baseline.optimizer.{key}": rule for key, rule in OPTIMIZER_RULES.items()},
+    **{f"scheduler.{key}": rule for key, rule in SCHEDULER_RULES.items()},
+    "lr_floor": (lambda v: number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "trainer.max_epochs": (lambda v: positive_int(v) or v == -1, "an integer >= 1 (or -1: no limit)"),
     "trainer.gradient_clip_val": (lambda v: v is None or (number(v) and v > 0), "a number > 0 or null"),
     "registry.margin": (lambda v: number(v) and v >= 0, "a number >= 0"),

@@ -64,10 +64,7 @@ def train(cfg: DictConfig) -> dict:
     check_reachable(cfg.logger.tracking_uri)
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
-    # plain containers in hparams keep checkpoints loadable with weights_only=True
-    roles = {"model": instantiate(cfg.module, **dm.model_kwargs(), **cfg.model, _convert_="all")}
-    if cfg.get("baseline"):  # the labelled tasks' one-to-one model (conf/task/)
-        roles["baseline"] = instantiate(cfg.baseline, **dm.model_kwargs(), _convert_="all")
+    roles = build(cfg, dm)
     model_dir = Path(cfg.paths.model_dir)
     checkpoints = Path(cfg.paths.checkpoint_dir) / fingerprint(cfg)  # rnnlab.core.resume
     if not cfg.resume:
@@ -91,6 +88,20 @@ def train(cfg: DictConfig) -> dict:
     return scores
 
 
+def build(cfg: DictConfig, dm) -> dict:
+    """The modules to train, by role: "model" (cfg.module with the data's sizes and vocabulary, cfg.model's
+    cell and sizes, the optimizer and schedule) and, for a labelled task, its one-to-one "baseline" (which
+    has an optimizer node of its own). Not recursive, so the optimizer and schedule nodes reach the module as
+    plain dicts (rnnlab.core.optim completes them), and plain containers in the hyperparameters keep its
+    checkpoints loadable with weights_only=True."""
+    data = dm.model_kwargs()
+    roles = {"model": instantiate(cfg.module, **data, **cfg.model, optimizer=cfg.optimizer,
+                                  scheduler=cfg.get("scheduler"), _convert_="all", _recursive_=False)}
+    if cfg.get("baseline"):  # the labelled tasks' one-to-one model (conf/base/classifier.yaml)
+        roles["baseline"] = instantiate(cfg.baseline, **data, _convert_="all", _recursive_=False)
+    return roles
+
+
 # the budget a model was trained with, besides the model's own settings (which are all kept)
 TRAINER_KEYS = ("max_epochs", "max_steps", "precision", "gradient_clip_val", "accumulate_grad_batches")
 
@@ -103,9 +114,13 @@ def trained_with(cfg: DictConfig) -> dict:
         values: Any = OmegaConf.to_container(node, resolve=True) if node is not None else {}
         return {k: v for k, v in values.items() if not k.startswith("_") and not isinstance(v, (dict, list))}
 
-    out = {"task": cfg.task_name, "seed": cfg.seed, "model": scalars(cfg.model), "module": scalars(cfg.module)}
+    def partial(node) -> dict | None:  # an optimizer or schedule: its class and its values
+        return None if node is None else {"name": node._target_.rsplit(".", 1)[-1], **scalars(node)}
+
+    out = {"task": cfg.task_name, "seed": cfg.seed, "model": scalars(cfg.model), "module": scalars(cfg.module),
+           "optimizer": partial(cfg.optimizer), "scheduler": partial(cfg.get("scheduler"))}
     if cfg.get("baseline"):
-        out["baseline"] = scalars(cfg.baseline)
+        out["baseline"] = {**scalars(cfg.baseline), "optimizer": partial(cfg.baseline.optimizer)}
     out["data"] = {k: v for k, v in scalars(cfg.data).items() if k != "processed_dir"}
     trainer = scalars(cfg.trainer)
     out["trainer"] = {k: trainer[k] for k in TRAINER_KEYS if k in trainer}
@@ -134,6 +149,16 @@ def fit(cfg: DictConfig, dm, module, role: str, attempts: Attempts) -> str:
     return run_id
 
 
+def run_config(cfg: DictConfig, role: str) -> dict:
+    """The resolved config an MLflow run logs (secrets redacted). A baseline's run logs the baseline's optimizer
+    as `optimizer`, without a schedule: Lightning also logs each module's hyperparameters, its optimizer among
+    them, in the same flattened namespace, and MLflow refuses a parameter logged twice with two values."""
+    config: Any = redact(OmegaConf.to_container(cfg, resolve=True))
+    if role == "baseline":
+        config.update(optimizer=config["baseline"]["optimizer"], scheduler=None)
+    return config
+
+
 def train_attempt(cfg: DictConfig, dm, module, role: str, cell: str, attempts: Attempts) -> str:
     """One MLflow run of trainer.fit, from attempts' last checkpoint if there is one; returns the best one's path."""
     tags = {**run_tags(cfg.task_name, cell, dm.processed_dir, cfg.stage), "role": role}
@@ -146,7 +171,7 @@ def train_attempt(cfg: DictConfig, dm, module, role: str, cell: str, attempts: A
     trainer = make_trainer(cfg.trainer, logger=logger, callbacks=callbacks)
     resume_from = attempts.checkpoint
 
-    config = redact(OmegaConf.to_container(cfg, resolve=True))
+    config = run_config(cfg, role)
     logger.log_hyperparams(config)
     run_id, client = logger.run_id, logger.experiment
     with ends_run(client, run_id):
@@ -163,7 +188,7 @@ def train_attempt(cfg: DictConfig, dm, module, role: str, cell: str, attempts: A
         except FloatingPointError as e:
             client.set_tag(run_id, "diverged", str(e))
             raise RnnlabError(f"{cfg.task_name} {role} diverged: {e}; MLflow run {run_id} marked FAILED "
-                              "(a lower module.lr or trainer.gradient_clip_val helps)") from e
+                              "(a lower optimizer.lr or trainer.gradient_clip_val helps)") from e
         best = next((cb.best_model_path for cb in callbacks if isinstance(cb, ModelCheckpoint)), "")
         best = best or str(attempts.dir / "last.ckpt")  # nothing monitored (fast_dev_run): the final state
         attempts.finish(best)

@@ -18,11 +18,12 @@ from rnnlab.core.tracking import check_reachable, tracking_uri
 
 CURVE_METRIC = "val_loss"
 # column -> the param names that hold it, first found wins: the module's own hparams (the run's model, also for
-# a baseline), then the flattened Hydra config ({section} is "baseline" for a baseline run, else "model")
+# a baseline), then the flattened Hydra config ({section} is "baseline" for a baseline run, else "model"; a
+# baseline run's config holds the baseline's optimizer as `optimizer`, rnnlab.pipeline.train.run_config)
 PARAM_COLUMNS = {
     "hidden": ("hidden_size", "{section}/hidden_size"),
     "layers": ("num_layers", "{section}/num_layers"),
-    "lr": ("lr", "module/lr"),
+    "lr": ("optimizer/lr", "lr", "module/lr"),  # runs from before December 2026: lr, module/lr
     "dropout": ("dropout", "{section}/dropout"),
     "batch": ("data/batch_size", "batch_size"),
     "epochs": ("trainer/max_epochs",),

@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import RecordsClass
+from rnnlab.core.optim import configure_optimizers
 from rnnlab.data.padding import pad
 from rnnlab.data.vocab import TokenVocab
 
@@ -59,7 +60,7 @@ class SequenceClassifierBase(RecordsClass, L.LightningModule):
     the hyperparameters, so a checkpoint alone serves `rnnlab predict` and loads with weights_only=True."""
 
     def __init__(self, num_classes: int, vocab_size: int | None, input_size: int | None,
-                 class_weights: list[float] | None, lr: float, weight_decay: float, task: str | None = None,
+                 class_weights: list[float] | None, task: str | None = None,
                  labels: list[str] | None = None, vocab: list[str] | None = None,
                  standardise: dict[str, list[float]] | None = None):
         super().__init__()
@@ -71,10 +72,6 @@ class SequenceClassifierBase(RecordsClass, L.LightningModule):
                                  ("standardise.std", (standardise or {}).get("std"), input_size)):
             if value is not None and len(value) != size:
                 raise RnnlabError(f"module.{key} holds {len(value)} entries, the model {size}")
-        if lr <= 0:
-            raise RnnlabError(f"module.lr must be positive, got {lr!r}")
-        if weight_decay < 0:
-            raise RnnlabError(f"module.weight_decay must be >= 0, got {weight_decay!r}")
         if class_weights is not None:
             class_weights = [float(w) for w in class_weights]
             if len(class_weights) != num_classes or not all(math.isfinite(w) and w >= 0 for w in class_weights) \
@@ -84,7 +81,6 @@ class SequenceClassifierBase(RecordsClass, L.LightningModule):
             class_weights = torch.tensor(class_weights)  # type: ignore[assignment]  # the buffer holds a tensor
         # a buffer follows the module to the GPU and into the checkpoint
         self.register_buffer("class_weights", class_weights)  # type: ignore[arg-type]  # a tensor or None by now
-        self.lr, self.weight_decay = lr, weight_decay
         # accuracy is the plain fraction right (micro); macro F1 weighs every class alike, so a rare
         # class the model ignores shows there and not in the accuracy
         self.metrics = nn.ModuleDict({stage: MetricCollection({
@@ -120,7 +116,7 @@ class SequenceClassifierBase(RecordsClass, L.LightningModule):
         return torch.softmax(self(inputs, lengths), dim=-1)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
 
 
 def encode_tokens(tokens: list[str], vocab: list[str]) -> torch.Tensor:

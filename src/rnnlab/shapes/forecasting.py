@@ -24,7 +24,8 @@ from torch import nn
 
 from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import RecordsClass
-from rnnlab.core.recurrent import adamw_cosine, make_rnn
+from rnnlab.core.optim import configure_optimizers
+from rnnlab.core.recurrent import make_rnn
 from rnnlab.shapes.classification import check_sizes
 
 
@@ -39,16 +40,12 @@ class Forecaster(RecordsClass, L.LightningModule):
     def __init__(self, series: list[str], horizons: list[int], window: int, scale: dict[str, list[float]],
                  task: str = "forecast", cell: str = "gru", hidden_size: int = 64, num_layers: int = 1,
                  embedding_dim: int = 4, dropout: float = 0.0, nonlinearity: str = "tanh", impl: str = "torch",
-                 lr: float = 3e-3, weight_decay: float = 0.0, scheduler: str | None = None):
+                 optimizer: dict | None = None, scheduler: dict | None = None):
         super().__init__()
         if not series or len(horizons) != len(series) or set(scale) != set(series):
             raise RnnlabError(f"module: series {series!r}, horizons {horizons!r} and scale {sorted(scale)!r} "
                               "must name the same series")
-        check_sizes(window=window, embedding_dim=embedding_dim, **{f"horizons[{i}]": h for i, h in enumerate(horizons)})
-        if lr <= 0:
-            raise RnnlabError(f"module.lr must be positive, got {lr!r}")
-        if scheduler not in (None, "cosine"):
-            raise RnnlabError(f"module.scheduler must be null or cosine, got {scheduler!r}")
+        check_sizes(window=window, **{f"horizons[{i}]": h for i, h in enumerate(horizons)})
         self.save_hyperparameters()
         self.horizon = max(horizons)
         self.embedding = nn.Embedding(len(series), embedding_dim)
@@ -110,4 +107,4 @@ class Forecaster(RecordsClass, L.LightningModule):
         return (pred[0].float().cpu() * std + mean).tolist()
 
     def configure_optimizers(self):
-        return adamw_cosine(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.scheduler)
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)

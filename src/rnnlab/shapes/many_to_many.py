@@ -15,7 +15,8 @@ from torchmetrics import MeanMetric
 
 from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import RecordsClass
-from rnnlab.core.recurrent import adamw_cosine, detach_state, make_rnn
+from rnnlab.core.optim import configure_optimizers
+from rnnlab.core.recurrent import detach_state, make_rnn
 from rnnlab.data.vocab import CharVocab
 
 
@@ -34,18 +35,15 @@ def sample_next(logits: torch.Tensor, temperature: float, generator: torch.Gener
 
 class CharacterModel(RecordsClass, L.LightningModule):
     """A model that predicts characters: scored in bits per character (the validation and test negative
-    log-likelihood, averaged over characters), trained with AdamW and an optional cosine schedule. A subclass
-    updates self.nll[stage] with each batch's mean loss, weighted by its number of characters."""
+    log-likelihood, averaged over characters), trained with the config's optimizer and schedule
+    (rnnlab.core.optim). A subclass updates self.nll[stage] with each batch's mean loss, weighted by its
+    number of characters."""
 
     if TYPE_CHECKING:  # Lightning types hparams AttributeDict | MutableMapping; it is read by attribute here
         hparams: Any
 
-    def __init__(self, lr: float, scheduler: str):
+    def __init__(self):
         super().__init__()
-        if scheduler not in ("cosine", "none"):
-            raise RnnlabError(f"module.scheduler must be 'cosine' or 'none', got {scheduler!r}")
-        if lr <= 0:
-            raise RnnlabError(f"module.lr must be positive, got {lr!r}")
         self.nll = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
 
     def _log_epoch(self, stage: str):
@@ -61,15 +59,14 @@ class CharacterModel(RecordsClass, L.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self):
-        h = self.hparams
-        return adamw_cosine(self, h.lr, h.weight_decay, h.scheduler, eta_min=h.lr * 0.1)
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
 
 
 class CharLanguageModel(CharacterModel):
     def __init__(self, chars: list[str], cell: str = "lstm", embedding_dim: int = 64, hidden_size: int = 256,
                  num_layers: int = 2, dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
-                 impl: str = "torch", lr: float = 2e-3, weight_decay: float = 0.01, scheduler: str = "cosine"):
-        super().__init__(lr, scheduler)
+                 impl: str = "torch", optimizer: dict | None = None, scheduler: dict | None = None):
+        super().__init__()
         if bidirectional:
             raise RnnlabError("model.bidirectional: a language model predicts the next character and must not see it")
         self.save_hyperparameters()

@@ -93,13 +93,11 @@ class SequenceClassifier(SequenceClassifierBase):
                  embedding_dim: int = 64, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
                  dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
                  pooling: str = "last", attention_dim: int = 64, impl: str = "torch",
-                 class_weights: list[float] | None = None, lr: float = 1e-3, weight_decay: float = 0.01,
+                 class_weights: list[float] | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
                  task: str | None = None, labels: list[str] | None = None, vocab: list[str] | None = None,
                  standardise: dict[str, list[float]] | None = None):
-        super().__init__(num_classes, vocab_size, input_size, class_weights, lr, weight_decay, task, labels, vocab,
-                         standardise)
-        # the RNN's own checks would name these its input_size and hidden_size
-        check_sizes(embedding_dim=embedding_dim, attention_dim=attention_dim)
+        super().__init__(num_classes, vocab_size, input_size, class_weights, task, labels, vocab, standardise)
+        check_sizes(attention_dim=attention_dim)
         if pooling not in POOLINGS:
             raise RnnlabError(f"model.pooling: unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.save_hyperparameters()

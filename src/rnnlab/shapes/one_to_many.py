@@ -34,14 +34,13 @@ class SurnameGenerator(CharacterModel):
                  task: str = "surname_gen", cell: str = "lstm", embedding_dim: int = 32, hidden_size: int = 128,
                  num_layers: int = 1, dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
                  impl: str = "torch", condition: str = "init", language_dim: int = 32, max_length: int = 40,
-                 lr: float = 3e-3, weight_decay: float = 0.01, scheduler: str = "cosine"):
-        super().__init__(lr, scheduler)
+                 optimizer: dict | None = None, scheduler: dict | None = None):
+        super().__init__()
         if bidirectional:
             raise RnnlabError("model.bidirectional: a generator predicts the next character and must not see it")
         if condition not in CONDITIONS:
             raise RnnlabError(f"module.condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
-        check_sizes(num_classes=num_classes, vocab_size=vocab_size, embedding_dim=embedding_dim,
-                    language_dim=language_dim, max_length=max_length)
+        check_sizes(num_classes=num_classes, vocab_size=vocab_size, language_dim=language_dim, max_length=max_length)
         for key, value, size in (("vocab", vocab, vocab_size), ("labels", labels, num_classes)):
             if len(value) != size:
                 raise RnnlabError(f"module.{key} holds {len(value)} entries, the model {size}")

@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnlab import RnnlabError
-from rnnlab.shapes.classification import SequenceClassifierBase, check_inputs, check_sizes, valid_steps
+from rnnlab.shapes.classification import SequenceClassifierBase, check_inputs, valid_steps
 
 
 class BagClassifier(SequenceClassifierBase):
@@ -16,14 +15,10 @@ class BagClassifier(SequenceClassifierBase):
 
     def __init__(self, num_classes: int, vocab_size: int | None = None, input_size: int | None = None,
                  embedding_dim: int = 64, hidden_size: int = 128, dropout: float = 0.1,
-                 class_weights: list[float] | None = None, lr: float = 1e-3, weight_decay: float = 0.01,
+                 class_weights: list[float] | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
                  task: str | None = None, labels: list[str] | None = None, vocab: list[str] | None = None,
                  standardise: dict[str, list[float]] | None = None):
-        super().__init__(num_classes, vocab_size, input_size, class_weights, lr, weight_decay, task, labels, vocab,
-                         standardise)
-        check_sizes(embedding_dim=embedding_dim, hidden_size=hidden_size)
-        if not 0.0 <= dropout < 1.0:
-            raise RnnlabError(f"model.dropout must be in [0, 1), got {dropout!r}")
+        super().__init__(num_classes, vocab_size, input_size, class_weights, task, labels, vocab, standardise)
         self.save_hyperparameters()
         self.input_size = input_size
         # padding_idx: the padding ids count neither in the sum nor in the number averaged over

@@ -21,7 +21,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import RecordsClass
-from rnnlab.core.recurrent import adamw_cosine, make_rnn
+from rnnlab.core.optim import configure_optimizers
+from rnnlab.core.recurrent import make_rnn
 from rnnlab.data.subwords import BOS, EOS, PAD, load_sentencepiece
 
 ATTENTIONS = ("general", "additive")
@@ -61,21 +62,18 @@ class Seq2SeqTranslator(RecordsClass, L.LightningModule):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, cell: str = "gru", embedding_dim: int = 128,
                  hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.2, nonlinearity: str = "tanh",
                  impl: str = "torch", decoder_size: int = 256, attention: str = "general", attention_dim: int = 128,
-                 label_smoothing: float = 0.1, lr: float = 1.5e-3, weight_decay: float = 0.0,
-                 scheduler: str = "none", beam_width: int = 4, length_penalty: float = 1.0,
-                 max_decode_len: int = 200, decode_ratio: float = 2.0, task: str = "translate",
+                 label_smoothing: float = 0.1, optimizer: dict | None = None, scheduler: dict | None = None,
+                 beam_width: int = 4, length_penalty: float = 1.0, max_decode_len: int = 200,
+                 decode_ratio: float = 2.0, task: str = "translate",
                  spm_src: str | None = None, spm_tgt: str | None = None, max_source_tokens: int = 100):
         super().__init__()
         for key, value in (("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size),
-                           ("embedding_dim", embedding_dim), ("decoder_size", decoder_size),
-                           ("attention_dim", attention_dim), ("beam_width", beam_width),
-                           ("max_decode_len", max_decode_len)):
+                           ("decoder_size", decoder_size), ("attention_dim", attention_dim),
+                           ("beam_width", beam_width), ("max_decode_len", max_decode_len)):
             if not isinstance(value, int) or value < 1:
                 raise RnnlabError(f"module.{key} must be a positive integer, got {value!r}")
-        if scheduler not in ("cosine", "none"):
-            raise RnnlabError(f"module.scheduler must be 'cosine' or 'none', got {scheduler!r}")
-        if lr <= 0 or not 0 <= label_smoothing < 1:
-            raise RnnlabError(f"module.lr must be > 0 and label_smoothing in [0, 1), got {lr}, {label_smoothing}")
+        if not 0 <= label_smoothing < 1:
+            raise RnnlabError(f"module.label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.save_hyperparameters()
         self.cell = cell
         self.src_embed = nn.Embedding(src_vocab_size, embedding_dim, padding_idx=PAD)
@@ -162,8 +160,7 @@ class Seq2SeqTranslator(RecordsClass, L.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self):
-        h = self.hparams
-        return adamw_cosine(self, h.lr, h.weight_decay, h.scheduler, eta_min=h.lr * 0.1)
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
 
     # --- decoding
     def max_length(self, src_len: int) -> int:
