@@ -190,6 +190,34 @@ def translate_full(f: Files) -> str:
             f"(beam {s['beam_width']}, {s['verses']} test verses).")
 
 
+def speech(f: Files) -> str:
+    m = f.metrics("speech")
+    t, v, w = m["test"], m["val"], m["baseline"]["window"]
+
+    def row(name: str, s: dict, bold: bool = False) -> list[str]:
+        cells = [fmt(s["per"]), fmt(s["syllable_accuracy"]), fmt(s["tone_accuracy"])]
+        return [name] + ([f"**{c}**" for c in cells] if bold else cells) + [spaced(s["recordings"])]
+
+    return table(["", "phone error rate", "syllables exactly right", "tones right", "recordings"], [
+        row(f"recurrent model, test, beam {t['beam_width']}", t, bold=True),
+        row("recurrent model, test, greedy", t["greedy"]),
+        row("  speaker 3 (natural voice)", t["speaker_3"]),
+        row("  speaker 5 (voicebank)", t["speaker_5"]),
+        row(f"window baseline, test, beam {w['beam_width']}", w),
+        row(f"recurrent model, validation, beam {v['beam_width']}", v),
+        row("window baseline, validation", w["val"]),
+    ])
+
+
+def speech_speaker3(f: Files) -> str:
+    s = f.json("reports/speech_speaker3/speech.json")["test"]
+    return (f"Trained on speaker 3 alone (`experiment=speech_speaker3`, not in the pipeline; "
+            f"`reports/speech_speaker3/speech.json`): the unheard test syllables of speaker 3 get phone error rate "
+            f"{fmt(s['speaker_3']['per'])} ({fmt(s['speaker_3']['syllable_accuracy'])} exactly right), "
+            f"those of speaker 5, a voice it never heard, {fmt(s['speaker_5']['per'])} "
+            f"({fmt(s['speaker_5']['syllable_accuracy'])}).")
+
+
 def charlm(f: Files) -> str:
     m = f.metrics("charlm")
     return table(["", "test (*Hamlet*, *The Tempest*)", "validation (*Julius Caesar*, *Twelfth Night*)"], [
@@ -396,6 +424,8 @@ GENERATORS: dict[str, Callable[[Files], str]] = {
     "highlights": highlights,
     "translate-full": translate_full,
     "charlm": charlm,
+    "speech": speech,
+    "speech-speaker3": speech_speaker3,
     "many-to-one": many_to_one,
     "many-to-one-errors": many_to_one_errors,
     "surname-gen": surname_gen,
@@ -420,6 +450,7 @@ PAGES = {
     "surname_gen": "docs/tasks/surname-generation.md",
     "forecast": "docs/tasks/forecasting.md",
     "translate": "docs/tasks/translation.md",
+    "speech": "docs/tasks/speech.md",
 }
 
 

@@ -33,6 +33,10 @@ TRANSLATE_SLICES = [
      "53e9721f76057da176a325aa2ea6610858d007dbbbd23ccff9b56ee72d543444"),
 ]
 
+# the speech task's Debian package, sliced by tests/fixtures/make_speech_fixtures.py: 25 syllables, 47 recordings
+SPEECH_SLICE = (ROOT / "tests" / "fixtures" / "gcin-voice_0~20170223-3_all-slice.deb",
+                "ed343458a44b1ba7c32938dbfc8f23f6ea80c80f911314e74af60a07ff100f86")
+
 
 def slice_params(**changes) -> dict:
     """The project's params.yaml, pointed at the offline corpus slice (and every task at its slice)."""
@@ -43,6 +47,8 @@ def slice_params(**changes) -> dict:
     translate = params["tasks"]["translate"]["data"]
     for package, (archive, sha256) in zip(translate["source"]["packages"], TRANSLATE_SLICES):
         package.update(archive=str(archive), sha256=sha256)
+    params["tasks"]["speech"]["data"]["source"]["packages"][0].update(archive=str(SPEECH_SLICE[0]),
+                                                                      sha256=SPEECH_SLICE[1])
     # the slice's books: Gen, Ruth, Ps, Jonah, 2John, 3John train; Obadiah validation; Philemon test
     translate.update(splits={"validation": ["Obad"], "test": ["Phlm"]}, vocab_size=300)
     params["tasks"]["charlm"]["data"].update(changes)

@@ -27,6 +27,7 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   generate surname ...      sample surnames of a language: --language L [-n N] [--temperature T]
   predict TASK INPUT        classify one raw input: sentiment TEXT | surname NAME | speaker FILE.csv | ...
   translate SENTENCE        English -> Spanish with the trained translator (--beam N, --checkpoint PATH)
+  transcribe FILE           a recorded Mandarin syllable (wav, ogg, flac) -> its phones, zhuyin, pinyin
   gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
   gradients report          gradient lab metrics, plots and figures (DVC stage)
@@ -197,6 +198,26 @@ def translate(args: list[str]) -> None:
     print(model.translate(opts.sentence, opts.beam))
 
 
+def transcribe(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab transcribe",
+                           description="Transcribe one recorded Mandarin syllable: its phones, zhuyin and pinyin.")
+    parser.add_argument("file", help="the recording: wav, ogg or flac, at most 2 s (another rate is resampled, "
+                                     "stereo mixed down)")
+    parser.add_argument("--beam", type=int, default=None, help="beam width, 1 = greedy (default: the model's)")
+    parser.add_argument("--checkpoint", default="models/speech/model.ckpt", help="default: the pipeline's model")
+    opts = parser.parse_args(args)
+    if opts.beam is not None and opts.beam < 1:
+        parser.error(f"--beam must be >= 1, got {opts.beam}")
+    from rnnlab.tasks import load_checkpoint
+    from rnnlab.tasks.speech.serve import transcribe as run
+
+    model = load_checkpoint(opts.checkpoint, task="speech", kinds=("CTCRecognizer", "WindowCTC"))
+    out = run(model, opts.file, opts.file, opts.beam)
+    for key in ("phones", "tone", "zhuyin", "pinyin"):
+        print(f"{key:<11} {out[key] or '(not a syllable)'}")
+    print(f"{'confidence':<11} {out['confidence']:.3f}")
+
+
 def gradients(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab gradients", description="The gradient lab's DVC stages.")
     parser.add_argument("experiment", choices=["adding", "exploding", "report"])
@@ -280,6 +301,10 @@ def fail(error: Exception) -> None:
     sys.exit(2)
 
 
+COMMANDS = {"generate": generate, "predict": predict, "translate": translate, "transcribe": transcribe,
+            "gradients": gradients, "compare": compare, "serve": serve, "tasks": list_tasks}
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -292,20 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command in HYDRA_COMMANDS:
             run_hydra(command, rest)
-        elif command == "generate":
-            generate(rest)
-        elif command == "predict":
-            predict(rest)
-        elif command == "translate":
-            translate(rest)
-        elif command == "gradients":
-            gradients(rest)
-        elif command == "compare":
-            compare(rest)
-        elif command == "serve":
-            serve(rest)
-        elif command == "tasks":
-            list_tasks(rest)
+        elif command in COMMANDS:
+            COMMANDS[command](rest)
         elif command in ("pull", "preprocess"):
             parser = OneLineParser(prog=f"rnnlab {command}")
             parser.add_argument("task")

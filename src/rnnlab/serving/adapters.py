@@ -11,6 +11,7 @@ and `read_argument` (the command line's INPUT -> a raw input).
 from __future__ import annotations
 
 import math
+import reprlib
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,8 @@ def strings(values: list, what: str) -> list[str]:
     """The inputs of a text-in model, each checked to be a string."""
     for i, value in enumerate(values):
         if not isinstance(value, str):
-            raise RnnlabError(f"{what} {i}: expected a string, got {type(value).__name__} {value!r}")
+            # reprlib: a wrong value can be a whole recording
+            raise RnnlabError(f"{what} {i}: expected a string, got {type(value).__name__} {reprlib.repr(value)}")
     return values
 
 

@@ -21,8 +21,9 @@ from typing import Any
 
 from rnnlab import RnnlabError
 
-# the sequence shapes of the seed, one reusable LightningModule module each (rnnlab/shapes/)
-SHAPES = ("one-to-one", "one-to-many", "many-to-one", "many-to-many", "encoder-decoder")
+# the sequence shapes, one reusable LightningModule module each (rnnlab/shapes/); "unaligned" is many-to-many
+# without a given alignment (many frames in, a few tokens out: CTC)
+SHAPES = ("one-to-one", "one-to-many", "many-to-one", "many-to-many", "encoder-decoder", "unaligned")
 
 
 @dataclass(frozen=True)
