@@ -172,6 +172,7 @@ def highlights(f: Files) -> str:
     g = f.metrics("surname_gen")["generated"]
     fc = f.metrics("forecast")
     tr = f.metrics("translate")["test"]
+    sp = f.metrics("speech")
     sun, base = fc["test"]["sunspots"]["mae"], fc["baseline"]["sunspots"]
     return "\n".join([
         f"- `surname_gen`: {fmt(g['classifier_agreement'])} of the generated names are judged the asked language "
@@ -180,6 +181,9 @@ def highlights(f: Files) -> str:
         f"{fmt(base['autoreg']['mae'])}).",
         f"- `translate`: chrF {fmt(tr['chrf'])} (beam {tr['beam_width']}, {tr['verses']} of the "
         f"{spaced(tr['verses_in_split'])} test verses); greedy decoding BLEU {fmt(tr['bleu_greedy'])}.",
+        f"- `speech`: {fmt(sp['test']['syllable_accuracy'])} of the recordings of unheard test syllables decoded exactly "
+        f"right, tones {fmt(sp['test']['tone_accuracy'])} (the window baseline "
+        f"{fmt(sp['baseline']['window']['syllable_accuracy'])} and {fmt(sp['baseline']['window']['tone_accuracy'])}).",
     ])
 
 

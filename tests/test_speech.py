@@ -22,7 +22,6 @@ from rnnlab.cli import main
 from rnnlab.pipeline.train import train
 from rnnlab.shapes.unaligned import CTCRecognizer, WindowCTC, greedy, prefix_beam_search
 from rnnlab.tasks.speech import data as S
-from rnnlab.tasks.speech import zhuyin
 
 from conftest import compose, run_task
 
@@ -52,11 +51,11 @@ def test_split_is_by_syllable_and_features_are_log_mel(project):
     assert (len(syllables["test"]), len(syllables["validation"])) == (round(0.15 * 25), round(0.1 * 25))
     stats = json.loads((processed / "stats.json").read_text())
     assert stats["rows"] == {s: len(splits[s]) for s in S.SPLITS} and sum(stats["rows"].values()) == 47
-    assert stats["tokens"] == list(zhuyin.TOKENS) and len(stats["mean"]) == stats["n_mels"] == 40
+    assert stats["tokens"] == list(S.TOKENS) and len(stats["mean"]) == stats["n_mels"] == 40
     manifest = json.loads((processed / "manifest.json").read_text())
     assert manifest["ㄉㄜ1"] == {"id": "d-e5", "pinyin": "de", "split": manifest["ㄉㄜ1"]["split"]}
     row = next(r for r in splits[manifest["ㄉㄜ1"]["split"]] if r["label"] == "ㄉㄜ1")
-    assert [zhuyin.TOKENS[t - 1] for t in row["targets"]] == ["d", "e", "5"]
+    assert [S.TOKENS[t - 1] for t in row["targets"]] == ["d", "e", "5"]
     # the frames are the log-mel energies of the decoded recording: 10 ms apart, 40 bands
     raw = load_from_disk(str(project / "data/raw/speech"))
     audio = next(r["audio"] for r in raw if r["label"] == row["label"] and r["speaker"] == row["speaker"])
@@ -112,7 +111,7 @@ def test_beam_search_can_beat_the_best_path():
 # --- models
 def tiny(cls, **kwargs):
     torch.manual_seed(0)
-    common = dict(tokens=list(zhuyin.TOKENS), n_mels=8, stack=2)
+    common = dict(tokens=list(S.TOKENS), n_mels=8, stack=2)
     if cls is CTCRecognizer:
         return cls(**common, cell="gru", hidden_size=8, num_layers=1, dropout=0.0, **kwargs).eval()
     return cls(**common, context=1, hidden_size=8, dropout=0.0, **kwargs).eval()

@@ -1,9 +1,10 @@
-"""zhuyin.py: gcin-voice folder names -> phone and tone tokens, and the syllable back in zhuyin and Hanyu Pinyin."""
+"""The speech task's labels (rnnlab.tasks.speech.data): gcin-voice folder names -> phone and tone tokens, and
+the syllable back in zhuyin and Hanyu Pinyin."""
 
 import pytest
 
 from rnnlab import RnnlabError
-from rnnlab.tasks.speech.zhuyin import (
+from rnnlab.tasks.speech.data import (
     ASCII,
     PHONES,
     TOKENS,

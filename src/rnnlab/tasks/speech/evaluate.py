@@ -14,8 +14,7 @@ from torchmetrics.functional.text import word_error_rate
 
 from rnnlab.core.io import atomic_path, write_text
 from rnnlab.evaluation import table
-from rnnlab.tasks.speech import zhuyin
-from rnnlab.tasks.speech.data import HOP, SAMPLE_RATE
+from rnnlab.tasks.speech.data import HOP, SAMPLE_RATE, TOKENS, split_tokens
 
 
 def transcripts(model, dm, split: str, beam: int) -> list[list[str]]:
@@ -28,7 +27,7 @@ def transcripts(model, dm, split: str, beam: int) -> list[list[str]]:
 
 def scores(hyps: list[list[str]], refs: list[list[str]]) -> dict:
     """Phone error rate over the tokens, syllables whose tokens are all right, tones right."""
-    tones = [zhuyin.split_tokens(h)[1] == zhuyin.split_tokens(r)[1] for h, r in zip(hyps, refs)]
+    tones = [split_tokens(h)[1] == split_tokens(r)[1] for h, r in zip(hyps, refs)]
     return {"per": round(float(word_error_rate([" ".join(h) for h in hyps], [" ".join(r) for r in refs])), 4),
             "syllable_accuracy": round(float(np.mean([h == r for h, r in zip(hyps, refs)])), 4),
             "tone_accuracy": round(float(np.mean(tones)), 4), "recordings": len(refs)}
@@ -77,7 +76,7 @@ def errors_table(part, hyps: list[list[str]]) -> str:
     """Every test recording the model got wrong: its syllable, speaker, the reference and decoded tokens."""
     rows = []
     for row, hyp in zip(part, hyps):
-        ref = [zhuyin.TOKENS[t - 1] for t in row["targets"]]
+        ref = [TOKENS[t - 1] for t in row["targets"]]
         if hyp != ref:
             rows.append([row["label"], row["syllable"], row["speaker"], " ".join(ref), " ".join(hyp)])
     return table(["label", "syllable", "speaker", "reference", "decoded"], rows)
@@ -94,7 +93,7 @@ def posterior_figure(model, row: dict, path: Path) -> Path:
     frames = torch.tensor(row["frames"])
     probs = model.posteriors(frames.to(model.device)).cpu().numpy()
     step = model.stack * HOP / SAMPLE_RATE  # seconds per CTC step
-    ref = " ".join(zhuyin.TOKENS[t - 1] for t in row["targets"])
+    ref = " ".join(TOKENS[t - 1] for t in row["targets"])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=(3, 2))
     top.imshow(frames.numpy().T, origin="lower", aspect="auto", cmap="magma",
                extent=(0, len(frames) * HOP / SAMPLE_RATE, 0, frames.shape[1]))

@@ -14,8 +14,7 @@ from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 from rnnlab import RnnlabError
 from rnnlab.serving.adapters import Adapter, strings
-from rnnlab.tasks.speech import zhuyin
-from rnnlab.tasks.speech.data import load_audio, log_mel
+from rnnlab.tasks.speech.data import load_audio, log_mel, split_tokens, to_pinyin, to_zhuyin, well_formed
 
 COLUMNS = ["phones", "tone", "zhuyin", "pinyin", "confidence"]
 
@@ -27,11 +26,11 @@ def transcribe(model, audio: bytes | str, name: str = "", beam: int | None = Non
     frames = torch.from_numpy(log_mel(load_audio(audio, name), model.n_mels)).to(model.device)
     model.eval()
     (ids, log_prob), = model.decode(frames.unsqueeze(0), torch.tensor([len(frames)]), beam or model.hparams.beam_width)
-    phones, tone = zhuyin.split_tokens([model.tokens[t - 1] for t in ids])
+    phones, tone = split_tokens([model.tokens[t - 1] for t in ids])
     out = {"phones": " ".join(phones), "tone": tone or "", "zhuyin": "", "pinyin": "",
            "confidence": round(math.exp(log_prob), 4)}
-    if tone is not None and zhuyin.well_formed(phones, tone):
-        out.update(zhuyin=zhuyin.to_zhuyin(phones, tone), pinyin=zhuyin.to_pinyin(phones, tone))
+    if tone is not None and well_formed(phones, tone):
+        out.update(zhuyin=to_zhuyin(phones, tone), pinyin=to_pinyin(phones, tone))
     return out
 
 
