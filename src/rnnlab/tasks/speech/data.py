@@ -291,10 +291,7 @@ class SpeechDataModule(L.LightningDataModule):
 
     def __init__(self, processed_dir: str, batch_size: int = 32, eval_batch_size: int = 256,
                  speakers: list[str] | None = None, task: str = "speech"):
-        super().__init__()
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise RnnlabError(f"data.{key} must be a positive integer, got {value!r}")
+        super().__init__()  # the batch sizes are checked with the rest of the config (rnnlab.core.validate)
         self.task, self.processed_dir = task, Path(processed_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         try:

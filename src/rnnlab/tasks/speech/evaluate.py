@@ -46,19 +46,19 @@ def split_scores(model, dm, split: str, beam: int) -> tuple[dict, list[list[str]
 
 
 def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
-    beam = int(cfg.evaluate.beam_width)
+    model, baseline = models["model"], models["baseline"]
     out: dict = {}
     hyps = {}
     for split, key in (("test", "test"), ("validation", "val")):
-        out[key], hyps[split] = split_scores(models["model"], dm, split, beam)
+        out[key], hyps[split] = split_scores(model, dm, split, model.hparams.beam_width)
     # a baseline's scores are its test scores (as every task's), its validation ones beside them
-    window = {**split_scores(models["baseline"], dm, "test", beam)[0],
-              "val": split_scores(models["baseline"], dm, "validation", beam)[0]}
+    window = {**split_scores(baseline, dm, "test", baseline.hparams.beam_width)[0],
+              "val": split_scores(baseline, dm, "validation", baseline.hparams.beam_width)[0]}
     out["baseline"] = {"window": window}
     reports = Path(cfg.paths.reports_dir)
     errors = errors_table(dm.splits["test"], hyps["test"])
     write_text(reports / "errors.csv", errors)
-    figures = [posterior_figure(models["model"], dm.splits["test"][i], reports / "figures" / f"speech_{i}.png")
+    figures = [posterior_figure(model, dm.splits["test"][i], reports / "figures" / f"speech_{i}.png")
                for i in drawn(len(dm.splits["test"]), int(cfg.evaluate.figures))]
     if runs.get("model"):
         client.log_artifact(runs["model"], str(reports / "errors.csv"))
