@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.core.trainer import native_bf16
+from rnnlab.core.resolvers import native_bf16
 
 
 def machine() -> dict:

@@ -124,7 +124,7 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import rnnlab.core.trainer  # noqa: F401  registers the config's resolvers (${bf16_if_supported:}, ${times:a,b})
+    import rnnlab.core.resolvers  # noqa: F401  registers the config's resolvers (${bf16_if_supported:}, ${times:a,b})
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from rnnlab import RnnlabError, tasks
-from rnnlab.data.labelled import stratified_split
+from rnnlab.data.splits import stratified_split
 from rnnlab.data.vocab import TokenVocab
 from rnnlab.pipeline import prepare as stages
 

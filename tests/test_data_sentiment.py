@@ -8,7 +8,7 @@ from datasets import load_from_disk
 
 from rnnlab import RnnlabError
 from rnnlab.core.sources import pypi_sdist
-from rnnlab.data.labelled import SPLITS
+from rnnlab.data.splits import SPLITS
 from rnnlab.data.vocab import TokenVocab
 from rnnlab.pipeline import prepare as stages
 from rnnlab.tasks.sentiment import data as sentiment

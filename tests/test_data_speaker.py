@@ -7,7 +7,7 @@ from datasets import load_from_disk
 
 from rnnlab import RnnlabError
 from rnnlab.core.sources import pypi_wheel
-from rnnlab.data.labelled import SPLITS
+from rnnlab.data.splits import SPLITS
 from rnnlab.tasks.speaker import data as speaker
 
 from conftest import SLICES, run_task

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
+from rnnlab.data.splits import SPLITS, class_counts, load_raw, save_splits, stratified_split
 from rnnlab.data.vocab import TokenVocab
 
 LABELS = ("cold", "warm")

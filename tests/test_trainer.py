@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.profiler import profile
 
-import rnnlab.core.trainer as trainer_module
+import rnnlab.core.resolvers as resolvers
 from rnnlab.core.resume import AtomicCheckpointIO
 from rnnlab.core.trainer import CachedMixedPrecision, make_trainer, quiet_trainer
 from rnnlab.data.streams import StreamWindows
@@ -57,7 +57,7 @@ def test_full_precision_keeps_lightnings_own_plugin():
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16-mixed"), (False, "32-true")])
 def test_the_char_lm_trains_in_bf16_only_where_the_processor_has_it(monkeypatch, native, expected):
-    monkeypatch.setattr(trainer_module, "native_bf16", lambda: native)
+    monkeypatch.setattr(resolvers, "native_bf16", lambda: native)
     assert compose("experiment=charlm").trainer.precision == expected
     assert compose("experiment=charlm", "trainer.precision=bf16-mixed").trainer.precision == "bf16-mixed"
 
@@ -67,5 +67,5 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
     for flags, expected in (("fpu sse avx512bw avx512_bf16", True), ("fpu sse avx2", False)):
         cpuinfo = tmp_path / "cpuinfo"
         cpuinfo.write_text(f"flags\t\t: {flags}\n")
-        monkeypatch.setattr(trainer_module, "Path", lambda _, path=cpuinfo: path)
-        assert trainer_module.native_bf16() is expected
+        monkeypatch.setattr(resolvers, "Path", lambda _, path=cpuinfo: path)
+        assert resolvers.native_bf16() is expected

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from rnnlab import RnnlabError
 
+# the config's resolvers, registered before Hydra composes a config; at module level, not in run_hydra: a joblib
+# sweep's worker process imports this module (to unpickle the task function) and composes its job's config
+from rnnlab.core import resolvers  # noqa: F401
+
 HYDRA_COMMANDS = ("train", "evaluate", "register")
 USAGE = """usage: rnnlab COMMAND [ARGS]
 
@@ -63,19 +67,32 @@ def config_dir() -> Path:
     raise RnnlabError("no Hydra config found: run from the project root (conf/config.yaml) or set RNNLAB_CONFIG_DIR")
 
 
+def stage(command: str):
+    """The entry point of a Hydra command, its module imported alone: each is a DVC stage's process, and
+    register needs neither the training loop nor the evaluators (their imports cost seconds a process)."""
+    if command == "train":
+        from rnnlab.pipeline.train import train
+
+        return train
+    if command == "evaluate":
+        from rnnlab.pipeline.evaluate import run_evaluate
+
+        return run_evaluate
+    from rnnlab.pipeline.register import run_register
+
+    return run_register
+
+
 def run_hydra(command: str, args: list[str]) -> None:
     import hydra
     from hydra.errors import InstantiationException
 
-    from rnnlab.pipeline.evaluate import run_evaluate
-    from rnnlab.pipeline.register import run_register
-    from rnnlab.pipeline.train import train
+    entry = stage(command)
 
     def task(cfg):
         try:
-            scores = train(cfg) if command == "train" else run_evaluate(cfg) if command == "evaluate" else None
-            if command == "register":
-                run_register(cfg)
+            result = entry(cfg)
+            scores = None if command == "register" else result  # register returns its decision, not scores
             if cfg.get("optimized_metric"):  # a sweeper (conf/hparams_search/) tunes on the value returned
                 return optimized_value(scores, cfg.optimized_metric)
         except RnnlabError as e:

@@ -1,7 +1,7 @@
 """Lightning Trainers: from cfg.trainer (make_trainer) or for a quick in-process fit (quiet_trainer), with mixed
-precision through CachedMixedPrecision, Lightning's autocast with the weight cast cache on; and the config's
-`${bf16_if_supported:}`, bf16-mixed where the processor computes in bf16 natively, else 32-true (this module
-registers the config's resolvers, that one and `${times:a,b}`).
+precision through CachedMixedPrecision, Lightning's autocast with the weight cast cache on. The config's
+resolvers (`${bf16_if_supported:}`, `${times:a,b}`) live in rnnlab.core.resolvers, which this module imports so
+that a config composed beside an in-process Trainer resolves as in the `rnnlab` command.
 
 Lightning 2.6 runs every step under `torch.autocast(..., cache_enabled=False)` (Lightning #20921, against a
 `no_grad()` forward inside a training step poisoning the cache). A recurrent layer that is not one fused kernel
@@ -15,33 +15,16 @@ forward under `no_grad()`, the case the cache cannot handle.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.precision import MixedPrecision
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+import rnnlab.core.resolvers  # noqa: F401  registers the config's resolvers
 
 MIXED = ("16-mixed", "bf16-mixed")
-
-
-def native_bf16() -> bool:
-    """Whether bf16 runs natively here: a CUDA GPU that supports it, else a CPU with AVX-512 BF16 or AMX (oneDNN
-    emulates bf16 on other CPUs, and the emulation is slower than float32)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: no way to tell, keep float32
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-OmegaConf.register_new_resolver("bf16_if_supported", lambda: "bf16-mixed" if native_bf16() else "32-true",
-                                replace=True)
-# `${times:a,b}`: a number times a number (conf/scheduler/cosine.yaml: the schedule's floor, a fraction of the rate)
-OmegaConf.register_new_resolver("times", lambda a, b: float(a) * float(b), replace=True)
 
 
 class CachedMixedPrecision(MixedPrecision):

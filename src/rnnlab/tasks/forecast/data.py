@@ -30,8 +30,8 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json
 from rnnlab.core.sources import utf8_text, wheel_members
-from rnnlab.data.labelled import load_raw, read_json
 from rnnlab.data.sampling import PIN_MEMORY
+from rnnlab.data.splits import load_raw, read_json
 
 FOLDER = "statsmodels/datasets/"
 MEMBERS = {"co2": FOLDER + "co2/co2.csv", "sunspots": FOLDER + "sunspots/sunspots.csv"}

@@ -14,7 +14,7 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
 from rnnlab import RnnlabError
 from rnnlab.core.sources import utf8_text
-from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
+from rnnlab.data.splits import SPLITS, class_counts, load_raw, save_splits, stratified_split
 from rnnlab.data.vocab import TokenVocab
 
 INNER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"

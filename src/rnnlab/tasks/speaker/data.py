@@ -13,7 +13,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from rnnlab import RnnlabError
 from rnnlab.core.sources import utf8_text, wheel_members
-from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
+from rnnlab.data.splits import SPLITS, class_counts, load_raw, save_splits, stratified_split
 
 FOLDER = "aeon/datasets/data/JapaneseVowels/"
 MEMBERS = {"train": FOLDER + "JapaneseVowels_TRAIN.ts", "test": FOLDER + "JapaneseVowels_TEST.ts"}

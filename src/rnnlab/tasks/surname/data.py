@@ -15,7 +15,7 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
 from rnnlab import RnnlabError
 from rnnlab.core.sources import wheel_members
-from rnnlab.data.labelled import SPLITS, class_counts, load_raw, save_splits, stratified_split
+from rnnlab.data.splits import SPLITS, class_counts, load_raw, save_splits, stratified_split
 from rnnlab.data.vocab import TokenVocab
 
 PROVIDER = "faker/providers/person/{}/__init__.py"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from rnnlab.data.labelled import SPLITS, LabelledDataModule
+from rnnlab.data.labelled import LabelledDataModule
+from rnnlab.data.splits import SPLITS
 from rnnlab.data.vocab import BOS, EOS
 from rnnlab.tasks.surname.data import preprocess, read_archive
 
