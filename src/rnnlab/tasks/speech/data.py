@@ -33,10 +33,9 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json
-from rnnlab.data.labelled import read_json
 from rnnlab.data.sampling import PIN_MEMORY
+from rnnlab.data.splits import SPLITS, read_json
 
-SPLITS = ("train", "validation", "test")
 OGG_DIR = "usr/share/gcin-voice/ogg/"
 # the front end of most speech recognisers (e.g. Kaldi's and ESPnet's defaults): 16 kHz audio, 25 ms windows
 # every 10 ms; gcin-voice's 44.1 kHz adds nothing below 8 kHz, where speech is
