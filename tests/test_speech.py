@@ -194,7 +194,7 @@ def test_audio_is_mixed_down_and_resampled(project):
     (b"not audio at all", "not audio that libsndfile reads"),
     (wav_bytes(np.zeros(0), 16000), "the audio is empty"),
     (wav_bytes(np.zeros(8000), 16000), "the audio is silent"),
-    (wav_bytes(0.1 * np.ones(16000 * 3), 16000), "3.00 s of audio; the model hears one syllable, at most 2 s"),
+    (wav_bytes(0.1 * np.ones(16000 * 3), 16000), "3.00 s of audio, longer than the 2 s the model takes"),
 ])
 def test_bad_audio_is_a_one_line_error_with_exit_2(trained, tmp_path, monkeypatch, content, message, capsys):
     path = tmp_path / "in" / "bad.wav"
@@ -224,3 +224,36 @@ def test_pyfunc_model_transcribes_base64_audio_like_the_cli(trained, project, tm
     assert out.iloc[0].to_dict() == expected
     with pytest.raises(MlflowException, match="audio 0: not base64-encoded"):
         model.predict(pd.DataFrame({"audio": ["%%% not base64"]}))
+
+
+# --- the English experiment (experiment=speech_en)
+def test_english_transcripts_are_normalised_to_letters_and_spaces():
+    from rnnlab.tasks.speech.english import normalise
+
+    assert normalise("That agent is already logged on.  Please enter your agent number.") == \
+        "that agent is already logged on please enter your agent number"
+    assert normalise("at [@]") == "at" and normalise("[ascending tones]") == ""
+    assert normalise("You've entered 9-1-1") == "you've entered"  # digits are not letters: left to the words
+
+
+def test_english_prompts_pair_each_recording_with_its_transcript(tmp_path):
+    import gzip
+
+    from rnnlab.tasks.speech import english as E
+
+    (tmp_path / E.SOUNDS / "digits").mkdir(parents=True)
+    (tmp_path / E.TRANSCRIPTS).parent.mkdir(parents=True)
+    lines = "; Core Asterisk Sounds\n\nadded: Added.\ndigits/1: one\nbeep: [a beep tone]\n"
+    (tmp_path / E.TRANSCRIPTS).write_bytes(gzip.compress(lines.encode()))
+    for name in ("added", "digits/1", "beep", "untranscribed"):
+        (tmp_path / E.SOUNDS / f"{name}.wav").write_bytes(wav_bytes(0.1 * np.ones(800), 8000))
+    rows = E.read_prompts(tmp_path)
+    assert [(r["name"], r["text"]) for r in rows] == [("added", "added"), ("digits/1", "one")]
+
+
+def test_the_english_experiment_composes():
+    from rnnlab.core.validate import check_config
+
+    cfg = compose("task=speech", "experiment=speech_en")
+    check_config(cfg)
+    assert cfg.data._target_ == "rnnlab.tasks.speech.english.EnglishDataModule" and not cfg.registry.enabled

@@ -46,6 +46,10 @@ def split_scores(model, dm, split: str, beam: int) -> tuple[dict, list[list[str]
 
 
 def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
+    if dm.stats.get("unit") == "characters":  # the English experiment (experiment=speech_en)
+        from rnnlab.tasks.speech import english
+
+        return english.score(models, dm, cfg, runs, client)
     model, baseline = models["model"], models["baseline"]
     out: dict = {}
     hyps = {}
