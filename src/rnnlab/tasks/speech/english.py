@@ -27,6 +27,7 @@ from rnnlab.core.io import atomic_path, write_json, write_text
 from rnnlab.data.splits import SPLITS
 from rnnlab.evaluation import table
 from rnnlab.tasks.speech.data import SpeechDataModule, load_audio, log_mel
+from rnnlab.tasks.speech.evaluate import transcripts
 
 SOUNDS = "usr/share/asterisk/sounds/en_US_f_Allison/"
 TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
@@ -106,15 +107,9 @@ class EnglishDataModule(SpeechDataModule):
         super().__init__(processed_dir, batch_size, eval_batch_size, None, task)
 
 
-def text(model, ids: list[int]) -> str:
-    return "".join(model.tokens[t - 1] for t in ids).replace("|", " ").strip()
-
-
 def decoded(model, dm, split: str, beam: int) -> list[str]:
-    out: list[str] = []
-    for frames, lengths, _, _ in dm.loader(split):
-        out += [text(model, ids) for ids, _ in model.decode(frames.to(model.device), lengths, beam)]
-    return out
+    """The decoded text of every prompt of the split, in its order."""
+    return [" ".join(word for word in "".join(tokens).split("|") if word) for tokens in transcripts(model, dm, split, beam)]
 
 
 def scores(model, dm, split: str) -> tuple[dict, list[str]]:
