@@ -222,20 +222,6 @@ def speech_speaker3(f: Files) -> str:
             f"({fmt(s['speaker_5']['syllable_accuracy'])}).")
 
 
-def speech_en(f: Files) -> str:
-    m = f.json("reports/speech_en/speech.json")
-    t, v, w = m["test"], m["val"], m["baseline"]["window"]
-    curve = f.csv("reports/speech_en/speech_curves.csv")
-    marks = [i for i in (1, 5, 10, 20, 40) if i <= len(curve)] + [len(curve)]
-    falls = ", ".join(f"{float(curve[i - 1]['val_per']):.2f} after {i}" for i in dict.fromkeys(marks))
-    rows = [[f"recurrent model, test, beam {t['beam_width']}", f"**{fmt(t['cer'])}**", f"**{fmt(t['wer'])}**"],
-            ["recurrent model, test, greedy", fmt(t["greedy"]["cer"]), fmt(t["greedy"]["wer"])],
-            [f"window baseline, test, beam {w['beam_width']}", fmt(w["cer"]), fmt(w["wer"])],
-            [f"recurrent model, validation, beam {v['beam_width']}", fmt(v["cer"]), fmt(v["wer"])]]
-    return (table(["", "character error rate", "word error rate"], rows) +
-            f"\n\nValidation character error rate (greedy) by epoch: {falls} ({len(curve)} epochs in the 30 minutes).")
-
-
 def charlm(f: Files) -> str:
     m = f.metrics("charlm")
     return table(["", "test (*Hamlet*, *The Tempest*)", "validation (*Julius Caesar*, *Twelfth Night*)"], [
@@ -444,7 +430,6 @@ GENERATORS: dict[str, Callable[[Files], str]] = {
     "charlm": charlm,
     "speech": speech,
     "speech-speaker3": speech_speaker3,
-    "speech-en": speech_en,
     "many-to-one": many_to_one,
     "many-to-one-errors": many_to_one_errors,
     "surname-gen": surname_gen,
