@@ -21,14 +21,15 @@ def check(root: Path) -> subprocess.CompletedProcess:
 
 
 def copy_checkout(tmp_path: Path) -> Path:
-    """README.md, docs/, metrics/, the confusion CSVs under reports/TASK/ and reports/translate_full/ of this
-    checkout, in tmp_path."""
+    """README.md, docs/, metrics/, the confusion CSVs under reports/TASK/, reports/translate_full/ and
+    reports/speech_speaker3/ of this checkout, in tmp_path."""
     root = tmp_path / "repo"
     root.mkdir()
     shutil.copy(ROOT / "README.md", root)
     shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("__pycache__", "*.png"))
     shutil.copytree(ROOT / "metrics", root / "metrics")
-    shutil.copytree(ROOT / "reports" / "translate_full", root / "reports" / "translate_full")
+    for extra in ("translate_full", "speech_speaker3"):  # the experiments outside the pipeline that docs quote
+        shutil.copytree(ROOT / "reports" / extra, root / "reports" / extra)
     for confusion in (ROOT / "reports").glob("*/*_confusion.csv"):
         (root / confusion.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(confusion, root / confusion.relative_to(ROOT))

@@ -27,7 +27,6 @@ from rnnlab.core.io import atomic_path, write_json, write_text
 from rnnlab.data.splits import SPLITS
 from rnnlab.evaluation import table
 from rnnlab.tasks.speech.data import SpeechDataModule, load_audio, log_mel
-from rnnlab.tasks.speech.evaluate import transcripts
 
 SOUNDS = "usr/share/asterisk/sounds/en_US_f_Allison/"
 TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
@@ -108,8 +107,12 @@ class EnglishDataModule(SpeechDataModule):
 
 
 def decoded(model, dm, split: str, beam: int) -> list[str]:
-    """The decoded text of every prompt of the split, in its order."""
-    return [" ".join(word for word in "".join(tokens).split("|") if word) for tokens in transcripts(model, dm, split, beam)]
+    """The decoded text of every prompt of the split, in its order (evaluate.py imports this module: no import back)."""
+    out: list[str] = []
+    for frames, lengths, _, _ in dm.loader(split):
+        for ids, _ in model.decode(frames.to(model.device), lengths, beam):
+            out.append(" ".join(word for word in "".join(model.tokens[t - 1] for t in ids).split("|") if word))
+    return out
 
 
 def scores(model, dm, split: str) -> tuple[dict, list[str]]:
