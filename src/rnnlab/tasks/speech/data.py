@@ -232,10 +232,11 @@ def log_mel(wave: np.ndarray, n_mels: int) -> np.ndarray:
     return np.log(mel + 1e-6).T.astype(np.float32)
 
 
-def split_syllables(syllables: Sequence[str], seed: int, validation: float, test: float) -> dict[str, str]:
+def split_syllables(syllables: Sequence[str], seed: int, validation: float, test: float,
+                    where: str = "params.yaml: tasks.speech.data.split") -> dict[str, str]:
     """Syllable id -> split: a seeded shuffle of the distinct syllables, `test` of them first, then `validation`."""
     if not (0 < validation < 1 and 0 < test < 1 and validation + test < 1):
-        raise RnnlabError(f"params.yaml: tasks.speech.data.split needs 0 < validation, test and validation + test < 1, "
+        raise RnnlabError(f"{where} needs 0 < validation, test and validation + test < 1, "
                           f"got {validation}, {test}")
     order = sorted(set(syllables))
     random.Random(seed).shuffle(order)

@@ -11,7 +11,6 @@ and sha256 in conf/data/speech_en.yaml; `score` reports character and word error
 from __future__ import annotations
 
 import gzip
-import random
 import re
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json, write_text
 from rnnlab.data.splits import SPLITS
 from rnnlab.evaluation import table
-from rnnlab.tasks.speech.data import SpeechDataModule, load_audio, log_mel
+from rnnlab.tasks.speech.data import SpeechDataModule, load_audio, log_mel, split_syllables
 
 SOUNDS = "usr/share/asterisk/sounds/en_US_f_Allison/"
 TRANSCRIPTS = "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
@@ -61,8 +60,9 @@ def read_prompts(root: Path) -> list[dict[str, Any]]:
 
 def prepare(out_dir: Path, packages: list[dict], seed: int, validation: float, test: float, n_mels: int,
             max_seconds: float) -> dict:
-    """Fetch and verify the packages, featurise every transcribed prompt up to `max_seconds`, split by prompt
-    (a seeded shuffle), save as the Mandarin data are saved (speaker "allison", the prompt's name as its id)."""
+    """Fetch and verify the packages, featurise every transcribed prompt up to `max_seconds`, split by prompt (a
+    seeded shuffle, as the syllables are split), save as the Mandarin data are saved (speaker "allison", the
+    prompt's name in the `syllable` column: the unit of the split)."""
     from rnnlab.core.sources import debian_package, extract_deb
 
     with tempfile.TemporaryDirectory(prefix="rnnlab-asterisk-") as tmp:
@@ -78,16 +78,12 @@ def prepare(out_dir: Path, packages: list[dict], seed: int, validation: float, t
             continue
         rows.append({"syllable": p["name"], "label": p["text"], "speaker": "allison",
                      "targets": [TOKENS.index(c) + 1 for c in p["text"].replace(" ", "|")], "frames": frames.tolist()})
-    order = [r["syllable"] for r in rows]
-    random.Random(seed).shuffle(order)
-    n_test, n_val = round(test * len(order)), round(validation * len(order))
-    split_of = {name: "test" if i < n_test else "validation" if i < n_test + n_val else "train"
-                for i, name in enumerate(order)}
+    split_of = split_syllables([r["syllable"] for r in rows], seed, validation, test, "conf/data/speech_en.yaml: split")
     splits = {s: Dataset.from_list([r for r in rows if split_of[r["syllable"]] == s]) for s in SPLITS}
     train = np.concatenate([np.asarray(f, dtype=np.float32) for f in splits["train"]["frames"]])
-    stats = {"rows": {s: len(d) for s, d in splits.items()}, "syllables": {s: len(d) for s, d in splits.items()},
-             "left_out": {"longer than max_seconds, silent or unreadable": too_long}, "unit": "characters",
-             "n_mels": n_mels, "tokens": list(TOKENS), "mean": train.mean(axis=0).round(5).tolist(),
+    stats = {"rows": {s: len(d) for s, d in splits.items()}, "unit": "characters",
+             "left_out": {"longer than max_seconds, silent or unreadable": too_long}, "n_mels": n_mels,
+             "tokens": list(TOKENS), "mean": train.mean(axis=0).round(5).tolist(),
              "std": train.std(axis=0).round(5).tolist()}
     with atomic_path(out_dir, is_dir=True) as tmp:
         DatasetDict(splits).save_to_disk(str(tmp))
