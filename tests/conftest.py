@@ -38,6 +38,39 @@ SPEECH_SLICE = (ROOT / "tests" / "fixtures" / "gcin-voice_0~20170223-3_all-slice
                 "ed343458a44b1ba7c32938dbfc8f23f6ea80c80f911314e74af60a07ff100f86")
 
 
+
+def pytest_configure(config):
+    """Under pytest-xdist (`-n`), each worker gets its share of the cores, and the processes it starts too
+    (OMP_NUM_THREADS: a stage's `threads: null` is torch's default): torch takes every core in every process, and
+    threads that outnumber the cores stall each other many-fold (docs/tests-and-ci.md)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
+        os.environ["OMP_NUM_THREADS"] = threads
+        torch.set_num_threads(int(threads))
+
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end pipeline test first (about half of the suite's time): one worker starts on it while the
+    others share the rest."""
+    items.sort(key=lambda item: item.path.name != "test_pipeline.py")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_folder(tmp_path_factory):
+    """Nothing runs in the checkout: what a stage writes to ./ (mlruns/, checkpoints/, outputs/) stays out of it
+    and away from the tests running beside it (pytest-xdist). Module fixtures start in this folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("cwd"))
+        yield Path.cwd()
+
+
+@pytest.fixture(autouse=True)
+def _own_folder(_session_folder, tmp_path, monkeypatch):
+    """Each test in a folder of its own, unless a fixture moved it into its scratch project."""
+    if Path.cwd() == _session_folder:
+        monkeypatch.chdir(tmp_path)
+
 def slice_params(**changes) -> dict:
     """The project's params.yaml, pointed at the offline corpus slice (and every task at its slice)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
