@@ -253,6 +253,34 @@ def many_to_one(f: Files) -> str:
                   "model / majority", "target"], rows)
 
 
+def many_to_one_peers(f: Files) -> str:
+    """The classical peers of the labelled tasks (their specs' `peers`) beside the recurrent model: the rows the
+    metrics files hold, their runtimes from reports/TASK/TASK_peers.csv (kept out of the metrics, which must be
+    byte-identical run to run); metrics written before the peers existed print a line saying so."""
+    tasks = registry()
+    rows = []
+    for name in tasks.names():
+        t = tasks.get(name)
+        if not t.peers:
+            continue
+        m = f.metrics(name)
+        rel = f"reports/{name}/{name}_peers.csv"
+        seconds = {r["peer"]: r["seconds"] for r in f.csv(rel)} if (f.root / rel).is_file() else {}
+        for peer in t.peer_names:
+            s = m["baseline"].get(peer)
+            if s is None:
+                continue
+            chosen = ", ".join(f"{k} {v:g}" for k, v in s["chosen"].items())
+            versus = f"{m['test']['accuracy'] - s['accuracy']:+.3f}"
+            rows.append([f"`{name}`", peer.replace("_", " "), f"**{fmt(s['accuracy'])}**", fmt(s["macro_f1"]),
+                         fmt(s["val_accuracy"]), chosen, seconds.get(peer, "?"), versus])
+    if not rows:
+        return ("Not measured yet: the committed metrics predate the peers; the next run of the evaluate stages "
+                "of the tasks that name peers writes them here.")
+    return table(["task", "peer", "test accuracy", "test macro-F1", "validation accuracy (chosen by)", "chosen",
+                  "fit + predict s", "model - peer"], rows)
+
+
 def confusion_errors(f: Files, task: str) -> tuple[int, int]:
     rows = f.csv(f"reports/{task}/{task}_confusion.csv")
     return sum(r["actual"] != r["predicted"] for r in rows), len(rows)
@@ -432,6 +460,7 @@ GENERATORS: dict[str, Callable[[Files], str]] = {
     "speech-speaker3": speech_speaker3,
     "many-to-one": many_to_one,
     "many-to-one-errors": many_to_one_errors,
+    "many-to-one-peers": many_to_one_peers,
     "surname-gen": surname_gen,
     "surname-gen-languages": surname_gen_languages,
     "translate": translate,

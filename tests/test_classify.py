@@ -14,7 +14,7 @@ from rnnlab.cli import main
 from rnnlab.core.checkpoint import CLASS_KEY, check_fits
 from rnnlab.data.labelled import LabelledDataModule
 from rnnlab.pipeline.train import train
-from rnnlab.tasks import load_checkpoint
+from rnnlab.tasks import get, load_checkpoint
 
 from conftest import compose, run_task
 
@@ -57,6 +57,9 @@ def test_train_tracks_model_and_baseline_in_mlflow(trained, project, task):
     assert {"test_accuracy", "test_macro_f1", "val_accuracy", "baseline_bag_accuracy",
             "baseline_majority_accuracy", "train_loss_epoch", "val_loss", "val_acc"} <= set(model_metrics)
     assert {"test_accuracy", "test_macro_f1", "val_loss"} <= set(baseline_metrics)
+    # the classical peers (tests/test_peers.py) are logged to the model's run, their runtimes too
+    assert {f"baseline_{peer}_{key}" for peer in get(task).peer_names for key in ("accuracy", "val_accuracy", "seconds")
+            } <= set(model_metrics)
     assert {a.path for a in client.list_artifacts(by_role["model"].info.run_id)} >= {
         "config.yaml", "checkpoints", f"{task}_confusion.csv", f"{task}_errors.csv"}
 
@@ -77,8 +80,19 @@ def test_evaluate_writes_metrics_confusion_and_errors(trained, project, task):
     assert set(metrics["test"]["per_class"]) == set(labels)
     assert all(set(v) == {"precision", "recall"} for v in metrics["test"]["per_class"].values())
     assert set(metrics["val"]) == {"accuracy", "macro_f1"}
+    peers = get(task).peer_names
+    assert set(metrics["baseline"]) == {"bag", "majority", *peers}
     assert set(metrics["baseline"]["bag"]) == {"accuracy", "macro_f1"}
     assert 0 < metrics["baseline"]["majority"]["accuracy"] <= 1
+    for peer in peers:  # the bag's keys, and what chose the setting
+        assert set(metrics["baseline"][peer]) == {"accuracy", "macro_f1", "val_accuracy", "chosen"}
+    runtimes = out / "reports" / f"{task}_peers.csv"
+    assert runtimes.is_file() == bool(peers)  # speaker: no peers, no file
+    if peers:
+        with open(runtimes) as f:
+            rows = list(csv.DictReader(f))
+        assert [r["peer"] for r in rows] == list(peers)
+        assert all(0 <= float(r["seconds"]) <= float(r["search_seconds"]) for r in rows)  # rounded to 0.01 s
 
     dm = LabelledDataModule(task, str(project / "data" / "processed" / task))
     with open(out / "reports" / f"{task}_confusion.csv") as f:

@@ -21,7 +21,7 @@ def check(root: Path) -> subprocess.CompletedProcess:
 
 
 def copy_checkout(tmp_path: Path) -> Path:
-    """README.md, docs/, metrics/, the confusion CSVs under reports/TASK/, reports/translate_full/ and
+    """README.md, docs/, metrics/, the confusion and peer-runtime CSVs under reports/TASK/, reports/translate_full/ and
     reports/speech_speaker3/ of this checkout, in tmp_path."""
     root = tmp_path / "repo"
     root.mkdir()
@@ -30,9 +30,9 @@ def copy_checkout(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "metrics", root / "metrics")
     for extra in ("translate_full", "speech_speaker3"):  # the experiments outside the pipeline that docs quote
         shutil.copytree(ROOT / "reports" / extra, root / "reports" / extra)
-    for confusion in (ROOT / "reports").glob("*/*_confusion.csv"):
-        (root / confusion.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(confusion, root / confusion.relative_to(ROOT))
+    for quoted in [*(ROOT / "reports").glob("*/*_confusion.csv"), *(ROOT / "reports").glob("*/*_peers.csv")]:
+        (root / quoted.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(quoted, root / quoted.relative_to(ROOT))
     return root
 
 
@@ -68,6 +68,30 @@ def test_changed_metrics_fail_naming_the_page(tmp_path):
     # regenerating makes the check pass again
     subprocess.run([sys.executable, str(RESULTS), "--root", str(root)], check=True, capture_output=True, timeout=60)
     assert check(root).returncode == 0
+
+
+def test_a_peer_appears_once_its_metrics_hold_it(tmp_path):
+    """The classical peers' block and the README's headline row follow metrics/ (a peer the metrics do not hold
+    yet prints nothing); the runtime comes from reports/TASK/TASK_peers.csv."""
+    import json
+
+    root = copy_checkout(tmp_path)
+    path = root / "metrics" / "sentiment.json"
+    scores = json.loads(path.read_text(encoding="utf-8"))
+    scores["baseline"]["nbsvm"] = {"accuracy": 0.6543, "macro_f1": 0.65, "val_accuracy": 0.6,
+                                   "chosen": {"C": 0.03, "beta": 1.0}}
+    path.write_text(json.dumps(scores), encoding="utf-8")
+    (root / "reports" / "sentiment" / "sentiment_peers.csv").write_text(
+        "peer,seconds,search_seconds,settings\ntfidf_lr,0.9,5.9,6\nnbsvm,1.23,9.0,10\n", encoding="utf-8")
+    result = check(root)
+    assert result.returncode == 1
+    assert "README.md: block 'headline'" in result.stderr
+    assert "docs/tasks/many-to-one.md: block 'many-to-one-peers'" in result.stderr
+    subprocess.run([sys.executable, str(RESULTS), "--root", str(root)], check=True, capture_output=True, timeout=60)
+    assert check(root).returncode == 0
+    assert "nbsvm 0.654" in (root / "README.md").read_text(encoding="utf-8")
+    page = (root / "docs" / "tasks" / "many-to-one.md").read_text(encoding="utf-8")
+    assert "| `sentiment` | nbsvm | **0.654** | 0.650 | 0.600 | C 0.03, beta 1 | 1.23 |" in page
 
 
 def test_unknown_block_fails(tmp_path):

@@ -3,7 +3,7 @@ inside one of the stage's `deps` (a file, or a folder holding it). And the packa
 
 A stage's code is found statically, from its entry point: the module its command runs (rnnlab.pipeline.* or
 rnnlab.gradients.*), the task's spec (rnnlab/tasks/TASK/__init__.py), the code that spec names (data.py, its
-evaluator, its serve adapter, its LightningModules), and the `_target_` classes of the Hydra config the stage
+evaluator and peers, its serve adapter, its LightningModules), and the `_target_` classes of the Hydra config the stage
 composes; then every `import` in those modules, function-level ones included, transitively. An import that
 the stage never executes says so on its line (`# stage-deps: not run by the ... stage`). `rnnlab.cli` only
 dispatches a command to its entry point, and `rnnlab.tasks.discover` imports the other tasks' specs without
@@ -110,6 +110,7 @@ def seeds(cmd: str) -> set[str]:
         found |= config_targets([w for w in overrides if not w.startswith(("stage=", "seed="))])
     if words[1] == "evaluate":
         found.add(ref_module(task, task.evaluate))
+        found |= {ref_module(task, ref) for ref in task.peers}  # rnnlab.evaluation.classify runs them
     if words[1] == "register" and task.serve:
         found.add(ref_module(task, task.serve))
     if words[1] == "pull":

@@ -1,6 +1,6 @@
 """The evaluator of the labelled many-to-one tasks (sentiment, speaker, surname): the recurrent model and its
-one-to-one baseline on the test (and validation) split, the majority class, a confusion CSV and the test rows
-it gets wrong, the most confident first."""
+one-to-one baseline on the test (and validation) split, the majority class, the classical peers the task's spec
+names (rnnlab.evaluation.peers), a confusion CSV and the test rows it gets wrong, the most confident first."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from torchmetrics.functional.classification import (
 
 from rnnlab.core.io import write_text
 from rnnlab.evaluation import table
+from rnnlab.tasks import get
 
 
 @torch.inference_mode()
@@ -54,6 +55,9 @@ def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
                      "majority": {"accuracy": round(float((target["test"] == majority).float().mean()), 4)}},
     }
     task, reports = cfg.task_name, Path(cfg.paths.reports_dir)
+    spec = get(task)
+    peers = {name: spec.resolve(ref)(dm) for ref, name in zip(spec.peers, spec.peer_names)}
+    scores["baseline"].update({name: peer.scores for name, peer in peers.items()})
     confidence, preds = probs.max(1)
     rows = [(labels[a], labels[p]) for a, p in zip(target["test"].tolist(), preds.tolist())]
     confusion = table(["actual", "predicted"], rows)
@@ -63,9 +67,14 @@ def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
     errors = [(shown, actual, predicted, f"{c:.4f}") for c, shown, actual, predicted in wrong]
     write_text(reports / f"{task}_confusion.csv", confusion)
     write_text(reports / f"{task}_errors.csv", table(["input", "actual", "predicted", "probability"], errors))
+    if peers:  # their runtimes: beside the metrics, not in them (metrics/<task>.json is byte-identical run to run)
+        write_text(reports / f"{task}_peers.csv", table(["peer", "seconds", "search_seconds", "settings"], [
+            (name, p.seconds, p.search_seconds, p.settings) for name, p in peers.items()]))
     if runs.get("model"):
         client.log_text(runs["model"], confusion, f"{task}_confusion.csv")
         client.log_artifact(runs["model"], str(reports / f"{task}_errors.csv"))
+        for name, peer in peers.items():
+            client.log_metric(runs["model"], f"baseline_{name}_seconds", peer.seconds)
     if runs.get("baseline"):
         for name, value in bag.items():
             client.log_metric(runs["baseline"], f"test_{name}", value)

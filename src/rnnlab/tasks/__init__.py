@@ -48,6 +48,10 @@ class Task:
     fetch: str = "pypi_sdist"
     # the scores under baseline.<name> in metrics/<task>.json: the simple methods the model is shown beside
     baselines: tuple[str, ...] = ()
+    # the classical peers its evaluator fits beside the model (rnnlab.evaluation.classify, for the labelled
+    # tasks): references to functions fn(data module) -> rnnlab.evaluation.peers.Peer, each scored under
+    # baseline.<function name>, a name `baselines` must list
+    peers: tuple[str, ...] = ()
     # raw input -> predictions for the pyfunc model, `rnnlab serve` and `rnnlab predict` (a class with
     # `column`, `signature(hparams)` and `predict(model, values, params)`); None: not registered or served
     serve: str | None = None
@@ -68,6 +72,10 @@ class Task:
         if metric == self.val_metric:
             return not self.val_higher_is_better
         return any(word in metric.lower() for word in ("loss", "bpc", "perplexity", "ppl", "mse", "mae", "error"))
+
+    @property
+    def peer_names(self) -> tuple[str, ...]:
+        return tuple(ref.rpartition(":")[2] for ref in self.peers)
 
     def resolve(self, ref: str) -> Any:
         """The object a dotted reference names (".module:attr" is relative to the task's package)."""
@@ -97,12 +105,13 @@ class Task:
 def labelled(**fields: Any) -> Task:
     """A labelled many-to-one task (sentiment, speaker, surname): the recurrent classifier beside its one-to-one
     bag baseline and the majority class, scored by rnnlab.evaluation.classify; `fields` add the rest (name,
-    summary, fetch, serve, top_k) or replace these."""
+    summary, fetch, serve, top_k, peers: whose names join the baselines) or replace these."""
+    peers = tuple(ref.rpartition(":")[2] for ref in fields.get("peers", ()))
     return Task(**{"shape": "many-to-one",
                    "modules": ("rnnlab.shapes.many_to_one:SequenceClassifier", "rnnlab.shapes.one_to_one:BagClassifier"),
                    "metric": "test_accuracy", "higher_is_better": True, "val_metric": "val_acc",
                    "val_higher_is_better": True, "evaluate": "rnnlab.evaluation.classify:score",
-                   "baselines": ("bag", "majority"), **fields})
+                   "baselines": ("bag", "majority", *peers), **fields})
 
 
 REGISTRY: dict[str, Task] = {}
@@ -112,6 +121,10 @@ def register(task: Task) -> Task:
     """Called once by each task package's __init__.py."""
     if task.shape not in SHAPES:
         raise RnnlabError(f"task {task.name}: shape must be one of {', '.join(SHAPES)}, got {task.shape!r}")
+    unnamed = [ref for ref, name in zip(task.peers, task.peer_names) if ":" not in ref or name not in task.baselines]
+    if unnamed:
+        raise RnnlabError(f"task {task.name}: peer {unnamed[0]!r} must be a \"module:function\" reference whose function "
+                          f"name is one of its baselines ({', '.join(task.baselines) or 'none'})")
     package = task.package or f"{__name__}.{task.name}"
     known = REGISTRY.get(task.name)
     if known is not None and known.package != package:

@@ -8,4 +8,6 @@ register(labelled(
     fetch="pypi_sdist",
     serve=".serve:Snippets",
     top_k=1,
+    # the strongest classical methods, fitted beside the model in the evaluate stage (peers.py)
+    peers=(".peers:tfidf_lr", ".peers:nbsvm"),
 ))

@@ -8,4 +8,6 @@ register(labelled(
     fetch="pypi_wheel",
     serve=".serve:Surnames",
     top_k=3,
+    # the strongest classical methods, fitted beside the model in the evaluate stage (peers.py)
+    peers=(".peers:char_tfidf_lr",),
 ))
