@@ -34,7 +34,7 @@ def cpu_model() -> str:
 def run_suite(figures: Path, junit: Path) -> tuple[int, float]:
     env = {**os.environ, "RNNLAB_RELIABILITY_FIGURES": str(figures)}
     start = time.monotonic()
-    code = subprocess.call([sys.executable, "-m", "pytest", "tests/reliability", "-m", "reliability", "-q",
+    code = subprocess.call([sys.executable, "-m", "pytest", "tests/reliability", "-m", "reliability", "-q", "-n", "0",
                             "-p", "no:cacheprovider", f"--junitxml={junit}"], cwd=ROOT, env=env)
     return code, time.monotonic() - start
 
