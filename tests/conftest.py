@@ -37,6 +37,15 @@ TRANSLATE_SLICES = [
 SPEECH_SLICE = (ROOT / "tests" / "fixtures" / "gcin-voice_0~20170223-3_all-slice.deb",
                 "ed343458a44b1ba7c32938dbfc8f23f6ea80c80f911314e74af60a07ff100f86")
 
+# the summarization task's two Debian index files (not registered yet: no params.yaml entry), sliced by
+# tests/fixtures/make_summarize_fixtures.py: every binary package of 303 source packages, in the order and with the
+# paths of rnnlab.tasks.summarize.data.SOURCES
+SUMMARIZE_SLICES = [
+    (ROOT / "tests" / "fixtures" / "bookworm-Translation-en-slice.xz",
+     "0d2c971426dd8cdb84f1fe19d7420095934d2d818690d52428c1d7aadc8a28e4"),
+    (ROOT / "tests" / "fixtures" / "bookworm-Packages-slice.xz",
+     "960ad9441fab6b6c65af1355fe7dc8ac870fb5f68aca0f9bf27a99ab24db1fb9"),
+]
 
 
 def pytest_configure(config):
