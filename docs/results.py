@@ -222,6 +222,36 @@ def speech_speaker3(f: Files) -> str:
             f"({fmt(s['speaker_5']['syllable_accuracy'])}).")
 
 
+
+def speech_en(f: Files) -> str:
+    m = f.json("reports/speech_en/speech.json")
+    t, v, w = m["test"], m["val"], m["baseline"]["window"]
+
+    def row(name: str, s: dict, prompts: int, bold: bool = False) -> list[str]:
+        cells = [fmt(s["cer"]), fmt(s["wer"])]
+        return [name] + ([f"**{c}**" for c in cells] if bold else cells) + [str(prompts)]
+
+    return table(["", "character error rate", "word error rate", "prompts"], [
+        row(f"recurrent model, test, beam {t['beam_width']}", t, t["prompts"], bold=True),
+        row("recurrent model, test, greedy", t["greedy"], t["prompts"]),
+        row(f"window baseline, test, beam {w['beam_width']}", w, w["prompts"]),
+        row("window baseline, test, greedy", w["greedy"], w["prompts"]),
+        row(f"recurrent model, validation, beam {v['beam_width']}", v, v["prompts"]),
+        row(f"window baseline, validation, beam {w['val']['beam_width']}", w["val"], w["val"]["prompts"]),
+    ])
+
+
+def speech_en_curve(f: Files) -> str:
+    rows = f.csv("reports/speech_en/speech_curves.csv")  # one validation an epoch, and one when time runs out
+    errors = [float(r["val_per"]) for r in rows]
+    best = min(range(len(errors)), key=errors.__getitem__)
+    return (f"The recogniser's learning curve, its validation token error (greedy decoding; letters, apostrophes "
+            f"and word breaks) at each of the {len(errors)} validations of its 30 minutes (one an epoch, the last "
+            f"when the time ran out): " + " -> ".join(f"{e:.2f}" for e in errors)
+            + f". The lowest, {errors[best]:.3f} at validation {best + 1}, chose the checkpoint evaluated above; "
+            f"the validation loss had stopped falling well before ({min(float(r['val_loss']) for r in rows):.2f} at "
+            f"its lowest, {float(rows[-1]['val_loss']):.2f} at the end) while the error kept falling.")
+
 def charlm(f: Files) -> str:
     m = f.metrics("charlm")
     return table(["", "test (*Hamlet*, *The Tempest*)", "validation (*Julius Caesar*, *Twelfth Night*)"], [
@@ -458,6 +488,8 @@ GENERATORS: dict[str, Callable[[Files], str]] = {
     "charlm": charlm,
     "speech": speech,
     "speech-speaker3": speech_speaker3,
+    "speech-en": speech_en,
+    "speech-en-curve": speech_en_curve,
     "many-to-one": many_to_one,
     "many-to-one-errors": many_to_one_errors,
     "many-to-one-peers": many_to_one_peers,

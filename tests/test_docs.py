@@ -21,14 +21,14 @@ def check(root: Path) -> subprocess.CompletedProcess:
 
 
 def copy_checkout(tmp_path: Path) -> Path:
-    """README.md, docs/, metrics/, the confusion and peer-runtime CSVs under reports/TASK/, reports/translate_full/ and
-    reports/speech_speaker3/ of this checkout, in tmp_path."""
+    """README.md, docs/, metrics/, the confusion and peer-runtime CSVs under reports/TASK/, reports/translate_full/,
+    reports/speech_speaker3/ and reports/speech_en/ of this checkout, in tmp_path."""
     root = tmp_path / "repo"
     root.mkdir()
     shutil.copy(ROOT / "README.md", root)
     shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("__pycache__", "*.png"))
     shutil.copytree(ROOT / "metrics", root / "metrics")
-    for extra in ("translate_full", "speech_speaker3"):  # the experiments outside the pipeline that docs quote
+    for extra in ("translate_full", "speech_speaker3", "speech_en"):  # the experiments outside the pipeline that docs quote
         shutil.copytree(ROOT / "reports" / extra, root / "reports" / extra)
     for quoted in [*(ROOT / "reports").glob("*/*_confusion.csv"), *(ROOT / "reports").glob("*/*_peers.csv")]:
         (root / quoted.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
