@@ -19,6 +19,7 @@ from rnnlab.core import sources
 from rnnlab.data.vocab import TokenVocab
 from rnnlab.tasks.caption import baselines as B
 from rnnlab.tasks.caption import data as C
+from rnnlab.tasks.caption import npm
 
 from conftest import ROOT
 
@@ -43,8 +44,7 @@ def fetch_slices(**replace) -> list:
     paths = []
     for source in C.SOURCES:
         archive, sha256 = {**CAPTION_SLICES, **replace}[source["package"]]
-        fetch = getattr(sources, source["fetch"])
-        paths.append(fetch(source["package"], source["version"], sha256, archive=str(archive)))
+        paths.append(C.fetch(source, sha256=sha256, archive=str(archive)))
     return paths
 
 
@@ -275,9 +275,9 @@ def test_archives_without_names_or_images_are_refused(tmp_path):
 
 def test_npm_checksum_mismatch_names_package_version_and_both_hashes():
     path, good = CAPTION_SLICES["emoji-datasource-google"]
-    assert sources.npm_tarball("emoji-datasource-google", "16.0.0", good, archive=str(path)) == path
+    assert npm.npm_tarball("emoji-datasource-google", "16.0.0", good, archive=str(path)) == path
     with pytest.raises(RnnlabError) as e:
-        sources.npm_tarball("emoji-datasource-google", "16.0.0", "0" * 64, archive=str(path))
+        npm.npm_tarball("emoji-datasource-google", "16.0.0", "0" * 64, archive=str(path))
     message = str(e.value)
     assert "emoji-datasource-google@16.0.0" in message and "0" * 64 in message and good in message
     assert "\n" not in message
@@ -292,18 +292,18 @@ def test_npm_tarball_is_downloaded_by_url_verified_and_cached(tmp_path, monkeypa
         urls.append(url)
         return io.BytesIO(path.read_bytes())
 
-    monkeypatch.setattr(sources.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(npm.urllib.request, "urlopen", fake_urlopen)
     with pytest.raises(RnnlabError, match="checksum mismatch for npm package emoji-datasource-twitter@16.0.0"):
-        sources.npm_tarball("emoji-datasource-twitter", "16.0.0", "f" * 64)
+        npm.npm_tarball("emoji-datasource-twitter", "16.0.0", "f" * 64)
     assert not list((tmp_path / "cache" / "npm").glob("*.tgz"))  # a bad download never enters the cache
-    cached = sources.npm_tarball("emoji-datasource-twitter", "16.0.0", good)
+    cached = npm.npm_tarball("emoji-datasource-twitter", "16.0.0", good)
     assert cached == tmp_path / "cache" / "npm" / "emoji-datasource-twitter-16.0.0.tgz"
-    assert sources.npm_tarball("emoji-datasource-twitter", "16.0.0", good) == cached  # no second download
+    assert npm.npm_tarball("emoji-datasource-twitter", "16.0.0", good) == cached  # no second download
     assert urls == ["https://registry.npmjs.org/emoji-datasource-twitter/-/emoji-datasource-twitter-16.0.0.tgz"] * 2
-    assert sources.npm_tarball_url("@scope/pkg", "1.0.0") == "https://registry.npmjs.org/@scope/pkg/-/pkg-1.0.0.tgz"
+    assert npm.npm_tarball_url("@scope/pkg", "1.0.0") == "https://registry.npmjs.org/@scope/pkg/-/pkg-1.0.0.tgz"
     for package, version in (("../etc", "1.0.0"), ("a/b/c", "1.0.0"), ("Pkg", "1.0.0"), ("pkg", "1.0?x"), ("pkg", "")):
         with pytest.raises(RnnlabError, match="not an npm package name and version"):
-            sources.npm_tarball(package, version, good)
+            npm.npm_tarball(package, version, good)
     shutil.rmtree(tmp_path / "cache")
 
 

@@ -43,7 +43,7 @@ from rnnlab.data.vocab import TokenVocab
 log = logging.getLogger(__name__)
 
 # the pinned archives, as params.yaml's tasks.caption.data.source.packages will list them once the task is
-# registered (with its model); `fetch` names the function of rnnlab.core.sources that fetches each
+# registered (with its model); `fetch` names the function that fetches each (see fetch below)
 SOURCES: tuple[dict[str, str], ...] = (
     {"fetch": "npm_tarball", "package": "emoji-datasource-google", "version": "16.0.0",
      "sha256": "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"},
@@ -52,6 +52,18 @@ SOURCES: tuple[dict[str, str], ...] = (
     {"fetch": "debian_package", "package": "unicode-data", "version": "15.0.0-1",
      "sha256": "5efef23bbb1c6a133ecbdd63a2cfa07159ccacf5466a49e2426101c5ecd691fc"},
 )
+
+
+def fetch(source: dict[str, str], **replace: str) -> Path:
+    """One of SOURCES fetched and verified by the function its `fetch` names: npm_tarball from .npm (until the
+    task is registered), the others from rnnlab.core.sources; `replace` overrides its keys (sha256, archive)."""
+    from rnnlab.core import sources
+    from rnnlab.tasks.caption import npm
+
+    function = getattr(npm if source["fetch"] == "npm_tarball" else sources, source["fetch"])
+    return function(**{**{k: v for k, v in source.items() if k != "fetch"}, **replace})
+
+
 EMOJI_TEST = "usr/share/unicode/emoji/emoji-test.txt"
 # the images read from an npm tarball: the 64-pixel folder of its style only (the packages also hold sprite sheets,
 # emoji.json and other metadata: not read)
