@@ -59,10 +59,14 @@ def pytest_configure(config):
         torch.set_num_threads(int(threads))
 
 
+# the two halves of the end-to-end DVC test, the longest tests by far: each worker starts on one
+LONGEST = ("test_pipeline.py", "test_pipeline_tasks.py")
+
+
 def pytest_collection_modifyitems(items):
-    """The end-to-end pipeline test first (about half of the suite's time): one worker starts on it while the
-    others share the rest."""
-    items.sort(key=lambda item: item.path.name != "test_pipeline.py")
+    """The longest test files first, one to a worker (pyproject.toml: --no-loadscope-reorder keeps this order),
+    while the rest is shared out as the workers come free."""
+    items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
 
 
 @pytest.fixture(scope="session", autouse=True)
