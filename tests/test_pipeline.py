@@ -54,6 +54,15 @@ def stale(root: Path, targets) -> set[str]:
     return set(re.findall(r"^([\w@]+):", sh(root, "dvc", "status", "--with-deps", *targets), re.M))
 
 
+def assert_classifier_outputs(root: Path, task: str) -> None:
+    """What the stages of a labelled task leave: its scores beside the baselines, its reports and checkpoints."""
+    scores = json.loads((root / "metrics" / f"{task}.json").read_text())
+    assert {"accuracy", "macro_f1", "per_class"} <= set(scores["test"]) and "majority" in scores["baseline"]
+    assert (root / "reports" / task / f"{task}_confusion.csv").read_text().startswith("actual,predicted\n")
+    assert (root / "reports" / task / f"{task}_errors.csv").read_text().startswith("input,actual,predicted,probability")
+    assert {p.name for p in (root / "models" / task).iterdir()} == {"model.ckpt", "baseline.ckpt", "run.json"}
+
+
 def write_params(root: Path, **charlm) -> None:
     params = slice_params()
     for task in params["tasks"]:
@@ -96,11 +105,7 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert set(lock["stages"]) == TASK_STAGES
     processed_md5 = next(o["md5"] for o in lock["stages"]["preprocess@charlm"]["outs"])
     for task in LABELLED:
-        scores = json.loads((root / "metrics" / f"{task}.json").read_text())
-        assert {"accuracy", "macro_f1", "per_class"} <= set(scores["test"]) and "majority" in scores["baseline"]
-        assert (root / "reports" / task / f"{task}_confusion.csv").read_text().startswith("actual,predicted\n")
-        assert (root / "reports" / task / f"{task}_errors.csv").read_text().startswith("input,actual,predicted,probability")
-        assert {p.name for p in (root / "models" / task).iterdir()} == {"model.ckpt", "baseline.ckpt", "run.json"}
+        assert_classifier_outputs(root, task)
 
     client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-charlm").experiment_id])

@@ -5,7 +5,7 @@ surname generator (checked by the surname classifier) and the forecaster, in a s
 import json
 
 import mlflow
-from test_pipeline import scratch_project, sh, stages_run, stale, task_stages
+from test_pipeline import assert_classifier_outputs, scratch_project, sh, stages_run, stale, task_stages
 
 TASKS = ("sentiment", "surname", "surname_gen", "forecast")
 LABELLED = ("sentiment", "surname")
@@ -17,11 +17,7 @@ def test_the_other_tasks_run_through_dvc(tmp_path):
 
     assert stages_run(sh(root, ".ci/pipeline", "repro", *TARGETS)) == task_stages(TASKS)
     for task in LABELLED:
-        scores = json.loads((root / "metrics" / f"{task}.json").read_text())
-        assert {"accuracy", "macro_f1", "per_class"} <= set(scores["test"]) and "majority" in scores["baseline"]
-        assert (root / "reports" / task / f"{task}_confusion.csv").read_text().startswith("actual,predicted\n")
-        assert (root / "reports" / task / f"{task}_errors.csv").read_text().startswith("input,actual,predicted,probability")
-        assert {p.name for p in (root / "models" / task).iterdir()} == {"model.ckpt", "baseline.ckpt", "run.json"}
+        assert_classifier_outputs(root, task)
     generated = json.loads((root / "metrics" / "surname_gen.json").read_text())
     assert {"test", "val", "generated", "per_language"} == set(generated) and "ratio" in generated["generated"]
     assert (root / "reports" / "surname_gen" / "surname_gen_samples.txt").is_file()
