@@ -254,10 +254,14 @@ def speech_en_curve(f: Files) -> str:
 
 def charlm(f: Files) -> str:
     m = f.metrics("charlm")
-    return table(["", "test (*Hamlet*, *The Tempest*)", "validation (*Julius Caesar*, *Twelfth Night*)"], [
-        ["bits per character", f"**{fmt(m['test']['bpc'])}**", fmt(m["val"]["bpc"])],
-        ["per-character perplexity", fmt(m["test"]["perplexity"]), fmt(m["val"]["perplexity"])],
-    ])
+    rows = [["LSTM, bits per character", f"**{fmt(m['test']['bpc'])}**", fmt(m["val"]["bpc"])],
+            ["LSTM, per-character perplexity", fmt(m["test"]["perplexity"]), fmt(m["val"]["perplexity"])]]
+    kn = m.get("baseline", {}).get("kn_ngram")  # metrics written before the peer existed have none
+    if kn:
+        seconds = {r["peer"]: r["seconds"] for r in f.csv("reports/charlm/charlm_peers.csv")}
+        rows.append([f"Kneser-Ney {kn['order']}-gram (order chosen on validation; fit and scoring "
+                     f"{seconds['kn_ngram']} s), bits per character", fmt(kn["bpc"]), fmt(kn["val_bpc"])])
+    return table(["", "test (*Hamlet*, *The Tempest*)", "validation (*Julius Caesar*, *Twelfth Night*)"], rows)
 
 
 # the many-to-one targets of issue 2 (docs content: what "good enough" meant when each task was added)
@@ -413,14 +417,19 @@ def forecast(f: Files) -> str:
     t = registry().get("forecast")
     m = f.metrics("forecast")
     rows = []
+
+    def rolled(s: dict) -> str:  # metrics written before the rolling-origin evaluation have none
+        r = s.get("rolling")
+        return f"{fmt(r['mae_mean'])} ± {fmt(r['mae_std'])} ({r['origins']} × {r['horizon']} steps)" if r else "–"
+
     for series, label in SERIES.items():
-        rows.append([label, "**GRU seq2seq**", f"**{fmt(m['test'][series]['mae'])}**",
-                     f"**{fmt(m['test'][series]['rmse'])}**"])
+        t_s = m["test"][series]
+        rows.append([label, "**GRU seq2seq**", f"**{fmt(t_s['mae'])}**", f"**{fmt(t_s['rmse'])}**", f"**{rolled(t_s)}**"])
         for b in t.baselines:
             s = m["baseline"][series].get(b)
             if s is not None:
-                rows.append(["", BASELINE_NAMES.get(b, b), fmt(s["mae"]), fmt(s["rmse"])])
-    return table(["series", "model", "MAE", "RMSE"], rows)
+                rows.append(["", BASELINE_NAMES.get(b, b), fmt(s["mae"]), fmt(s["rmse"]), rolled(s)])
+    return table(["series", "model", "MAE", "RMSE", "rolling-origin MAE, mean ± sd (origins × horizon)"], rows)
 
 
 BASELINE_NAMES = {"seasonal_naive": "seasonal naive", "sarimax": "SARIMAX(1,1,1)(0,1,1,12)", "naive": "naive",

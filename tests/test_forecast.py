@@ -154,6 +154,34 @@ def test_forecast_horizon_length(project):
         model.forecast("co2", [1.0] * 23 + [float("nan")])
 
 
+def test_rolling_origins_read_only_the_past_and_stay_inside_the_test_period(project):
+    from types import SimpleNamespace
+
+    from rnnlab.tasks.forecast.evaluate import origins, rolling
+
+    assert origins(10, 4, 4) == [0, 2, 4, 6] and origins(10, 10, 3) == [0] and origins(7, 2, 2) == [0, 5]
+    with pytest.raises(RnnlabError, match="rolling_origin: a horizon of 11 steps and 5 origins do not fit a test "
+                                          "period of 10 steps"):
+        origins(10, 11, 5)
+    dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24)
+    seen = []
+
+    class Recorder:
+        """Forecasts the last value it was shown; remembers how much history that was."""
+
+        def forecast(self, name, history):
+            seen.append(len(history))
+            return [float(history[-1])] * len(dm.truth(name, "test"))
+
+    n, start = len(dm.truth("co2", "test")), len(dm.history("co2", "test"))
+    scores = rolling(dm, Recorder(), "co2", {"naive": {}}, SimpleNamespace(origins=3, horizon=0.5))
+    horizon = round(n / 2)
+    assert seen == [start + o for o in origins(n, horizon, 3)]
+    # the recorder forecasts exactly what the naive baseline refitted from the same origin does
+    assert scores["model"] == scores["naive"] and scores["model"]["origins"] == 3
+    assert scores["model"]["horizon"] == horizon
+
+
 def test_baselines_on_toy_series():
     history = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
     assert naive(history, 4).tolist() == [30.0] * 4
@@ -196,9 +224,16 @@ def test_train_and_evaluate_write_metrics_plot_and_mlflow(trained, project, seri
     assert set(metrics) == {"test", "val", "baseline"}
     for split in ("test", "val"):
         assert set(metrics[split]) == {"co2", "sunspots"}
-        assert all(set(v) == {"mae", "rmse"} and v["rmse"] >= v["mae"] > 0 for v in metrics[split].values())
+        assert all(v["rmse"] >= v["mae"] > 0 for v in metrics[split].values())
+    assert all(set(v) == {"mae", "rmse"} for v in metrics["val"].values())
     assert set(metrics["baseline"]["co2"]) == {"seasonal_naive", "sarimax"}
     assert set(metrics["baseline"]["sunspots"]) == {"naive", "autoreg"}
+    # every forecast is also scored from 5 origins inside the test period (conf/task/forecast.yaml)
+    for name in ("co2", "sunspots"):
+        for scored in (metrics["test"][name], *metrics["baseline"][name].values()):
+            rolled = scored["rolling"]
+            assert rolled["origins"] == 5 and rolled["horizon"] == round(series[name]["splits"]["test"] / 2)
+            assert rolled["rmse_mean"] >= rolled["mae_mean"] > 0 and rolled["mae_std"] >= 0
     # the naive baseline, recomputed by hand: the last value before the test horizon, repeated
     sun = np.array(series["sunspots"]["values"])
     h = series["sunspots"]["splits"]["test"]

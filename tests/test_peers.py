@@ -16,7 +16,9 @@ from rnnlab.tasks.sentiment.peers import NBSVM, tfidf_lr
 
 from conftest import run_task
 
-PEERS = {"sentiment": ("tfidf_lr", "nbsvm"), "surname": ("char_tfidf_lr",)}
+PEERS = {"sentiment": ("tfidf_lr", "nbsvm"), "surname": ("char_tfidf_lr",), "speaker": ("minirocket", "dtw_1nn")}
+# the settings each peer searches on validation (MiniRocket chooses its ridge penalty on train, as its paper)
+CHOSEN = {"nbsvm": {"C", "beta"}, "minirocket": set(), "dtw_1nn": {"window"}}
 CASES = [(task, name) for task, names in PEERS.items() for name in names]
 
 
@@ -37,11 +39,12 @@ def fitted(data):
 
 
 def relabelled(dm, split: str, labels: list[int]):
-    """What tune reads of a data module (shown, splits[..]["label"], labels, processed_dir), `split`'s labels
-    replaced."""
+    """What tune and the peers read of a data module (shown, data, splits[..]["label"], labels, processed_dir),
+    `split`'s labels replaced."""
     splits = {s: {"label": list(dm.splits[s]["label"])} for s in ("train", "validation", "test")}
     splits[split]["label"] = labels
-    return SimpleNamespace(shown=dm.shown, splits=splits, labels=dm.labels, processed_dir=dm.processed_dir)
+    return SimpleNamespace(shown=dm.shown, data=dm.data, splits=splits, labels=dm.labels,
+                           processed_dir=dm.processed_dir)
 
 
 def toy(train: list[int], validation: list[int], test: list[int], where: str = "/toy"):
@@ -52,11 +55,9 @@ def toy(train: list[int], validation: list[int], test: list[int], where: str = "
 
 
 def test_the_specs_name_their_peers_as_baselines():
-    assert get("sentiment").peer_names == PEERS["sentiment"]
-    assert get("surname").peer_names == PEERS["surname"]
     for task in PEERS:
+        assert get(task).peer_names == PEERS[task]
         assert get(task).baselines == ("bag", "majority", *PEERS[task])
-    assert get("speaker").peers == () and get("speaker").baselines == ("bag", "majority")
 
 
 @pytest.mark.parametrize("task, name", CASES)
@@ -66,9 +67,10 @@ def test_a_peer_scores_like_the_bag_baseline_and_beats_the_majority(fitted, data
     majority = float(np.mean(np.asarray(dm.splits["test"]["label"]) == int(dm.counts.argmax())))
     assert majority + 0.1 < peer.scores["accuracy"] <= 1
     assert 0 < peer.scores["macro_f1"] <= 1 and majority < peer.scores["val_accuracy"] <= 1
-    assert set(peer.scores["chosen"]) == ({"C", "beta"} if name == "nbsvm" else {"C"})
+    assert set(peer.scores["chosen"]) == CHOSEN.get(name, {"C"})
     assert all(v > 0 for v in peer.scores["chosen"].values())
-    assert 0 <= peer.seconds <= peer.search_seconds and peer.settings >= 4  # rounded to 0.01 s
+    assert 0 <= peer.seconds <= peer.search_seconds  # rounded to 0.01 s
+    assert peer.settings == 1 if name == "minirocket" else peer.settings >= 4
 
 
 @pytest.mark.parametrize("task, name", CASES)
@@ -126,3 +128,50 @@ def test_a_peer_must_be_a_named_baseline():
     spec = get("sentiment")
     with pytest.raises(RnnlabError, match=r"task sentiment: cannot import '.peers:nosuch'"):
         spec.resolve(".peers:nosuch")
+
+
+def test_dtw_matches_the_textbook_recursion_on_series_of_unequal_length():
+    from rnnlab.tasks.speaker.peers import dtw_distances
+
+    rng = np.random.default_rng(0)
+    queries = [rng.normal(size=(n, 3)).astype(np.float32) for n in (4, 7)]
+    references = [rng.normal(size=(n, 3)).astype(np.float32) for n in (5, 2, 7)]
+
+    def textbook(a, b, window=None):
+        d = np.full((len(a) + 1, len(b) + 1), np.inf)
+        d[0, 0] = 0
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                if window is None or abs(i - j) <= window:
+                    d[i, j] = ((a[i - 1] - b[j - 1]) ** 2).sum() + min(d[i - 1, j], d[i, j - 1], d[i - 1, j - 1])
+        return d[-1, -1]
+
+    for window in (None, 2):
+        got = dtw_distances(queries, references, window)
+        want = [[textbook(a, b, window) for b in references] for a in queries]
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+    # warping: a series and the same series with every frame said twice are at distance 0
+    assert dtw_distances([queries[1]], [np.repeat(queries[1], 2, axis=0)], None)[0, 0] == pytest.approx(0, abs=1e-4)
+
+
+def utterances(rng, n: int):
+    """Two classes of 12-channel series, 7-29 frames: a rising or a falling ramp under noise."""
+    y = np.arange(n) % 2
+    series = []
+    for label in y:
+        t = np.linspace(-1, 1, rng.integers(7, 30))[:, None] * (1 if label else -1)
+        series.append((t + rng.normal(scale=0.5, size=(len(t), 12))).astype(np.float32))
+    return series, y
+
+
+def test_minirocket_separates_what_a_ramp_tells_apart_and_is_deterministic():
+    from rnnlab.tasks.speaker.peers import MiniRocket
+
+    rng = np.random.default_rng(0)
+    (train, y_train), (test, y_test) = utterances(rng, 60), utterances(rng, 40)
+    model = MiniRocket(features=840).fit(train, y_train)
+    # 84 kernels x features per kernel, over the dilations a 29-frame series allows: 1, 2, 3
+    assert model.transform(np.zeros((1, 12, 29), np.float32)).shape == (1, 840)
+    assert list(model.dilations) == [1, 2, 3]
+    assert (model.predict(test) == y_test).mean() >= 0.9
+    assert (MiniRocket(features=840).fit(train, y_train).predict(test) == model.predict(test)).all()

@@ -92,7 +92,10 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert stages_run(out) == TASK_STAGES
     assert any((tmp_path / "dvc-remote").rglob("*")), "dvc push left the remote empty"
     metrics = json.loads((root / "metrics" / "charlm.json").read_text())
-    assert set(metrics) == {"test", "val"} and set(metrics["test"]) == {"bpc", "perplexity"}
+    assert set(metrics) == {"test", "val", "baseline"} and set(metrics["test"]) == {"bpc", "perplexity"}
+    # the classical peer, a Kneser-Ney n-gram model, its order chosen on validation
+    assert set(metrics["baseline"]["kn_ngram"]) == {"bpc", "perplexity", "order", "val_bpc"}
+    assert (root / "reports" / "charlm" / "charlm_peers.csv").read_text().startswith("peer,seconds\nkn_ngram,")
     assert (root / "reports" / "charlm" / "charlm_sample.txt").read_text().startswith("ROMEO:")
     assert (root / "metrics" / "charlm_curves.csv").is_file()
     # the resolved model config the train stage declares as DVC params

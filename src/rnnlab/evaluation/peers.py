@@ -28,13 +28,14 @@ class Peer(NamedTuple):
     settings: int
 
 
-def tune(dm, name: str, make: Callable[..., Any], grid: dict[str, list]) -> Peer:
-    """Peer `name` (for messages): `make(**setting)`, an object with scikit-learn's fit(texts, labels) and
-    predict(texts), for every setting of `grid`, fitted on the raw text of the train split (the texts or names
-    that dm.shown gives); the setting with the best validation accuracy wins, the first one on a tie (list C
-    ascending: a tie goes to the stronger regularisation)."""
+def tune(dm, name: str, make: Callable[..., Any], grid: dict[str, list],
+         inputs: Callable[[str], Any] | None = None) -> Peer:
+    """Peer `name` (for messages): `make(**setting)`, an object with scikit-learn's fit(inputs, labels) and
+    predict(inputs), for every setting of `grid`, fitted on the train split's `inputs(split)` (by default the
+    raw texts or names that dm.shown gives); the setting with the best validation accuracy wins, the first one
+    on a tie (list C ascending: a tie goes to the stronger regularisation)."""
     splits = ("train", "validation", "test")
-    texts = {s: dm.shown(s) for s in splits}
+    data = {s: (inputs or dm.shown)(s) for s in splits}
     labels = {s: np.asarray(dm.splits[s]["label"]) for s in splits}
     try:
         settings = list(ParameterGrid(grid))
@@ -44,17 +45,17 @@ def tune(dm, name: str, make: Callable[..., Any], grid: dict[str, list]) -> Peer
     for setting in settings:
         began = perf_counter()
         try:
-            model = make(**setting).fit(texts["train"], labels["train"])
+            model = make(**setting).fit(data["train"], labels["train"])
         except ValueError as e:  # scikit-learn's word for unusable data: one class, an empty vocabulary
             raise RnnlabError(f"peer {name} {setting}: cannot fit the train split of "
                               f"{dm.processed_dir}: {e}") from e
-        val = float(np.mean(model.predict(texts["validation"]) == labels["validation"]))
+        val = float(np.mean(model.predict(data["validation"]) == labels["validation"]))
         if best is None or val > best[0]:
             best = (val, setting, model, perf_counter() - began)
     assert best is not None  # a grid holds one setting at least (an empty dict: one, the defaults)
     val, setting, model, seconds = best
     began = perf_counter()
-    predicted = torch.as_tensor(np.asarray(model.predict(texts["test"])))
+    predicted = torch.as_tensor(np.asarray(model.predict(data["test"])))
     seconds += perf_counter() - began
     # one-hot "probabilities": the same scorer, so the same keys and rounding, as the bag baseline
     one_hot = torch.nn.functional.one_hot(predicted.long(), len(dm.labels)).float()

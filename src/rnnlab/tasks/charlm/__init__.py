@@ -9,5 +9,6 @@ register(Task(
     modules=("rnnlab.shapes.many_to_many:CharLanguageModel",),
     metric="test_bpc", higher_is_better=False, val_metric="val_bpc", val_higher_is_better=False,
     fetch="pypi_sdist",
+    baselines=("kn_ngram",),
     serve=".serve:Prompts",
 ))

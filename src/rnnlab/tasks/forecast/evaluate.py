@@ -1,6 +1,7 @@
 """The forecasting task's evaluation (rnnlab.pipeline.evaluate runs it): the recurrent model's forecast of
 each series' test horizon and validation stretch, the baselines of conf/task/forecast.yaml fitted on the same
-history, their MAE/RMSE, a CSV of every forecast and a PNG of history, truth and forecasts."""
+history, their MAE/RMSE, the same from several origins inside the test period (`rolling`), a CSV of every
+forecast and a PNG of history, truth and forecasts."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
         for baseline, kwargs in (baselines.get(name) or {}).items():
             forecasts[name][baseline] = baseline_forecast(baseline, history, len(truth), **(kwargs or {}))
             scores["baseline"].setdefault(name, {})[baseline] = errors(forecasts[name][baseline], truth)
+        for label, result in rolling(dm, model, name, baselines.get(name) or {}, cfg.rolling_origin).items():
+            (scores["test"][name] if label == "model" else scores["baseline"][name][label])["rolling"] = result
         dates = dm.series[name]["dates"][len(history):]
         for i, (date, value) in enumerate(zip(dates, truth)):
             rows.append([name, date, i + 1, f"{value:.4f}", *(f"{f[i]:.4f}" for f in forecasts[name].values())])
@@ -53,11 +56,38 @@ def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
     if run_id:
         client.log_artifact(run_id, str(reports / PREDICTIONS))
         client.log_artifact(run_id, str(reports / FIGURE), "figures")
-        for name, by_baseline in scores["baseline"].items():
-            for baseline, values in by_baseline.items():
-                for metric, value in values.items():
-                    client.log_metric(run_id, f"baseline_{name}_{baseline}_{metric}", value)
     return scores
+
+
+def origins(n: int, horizon: int, count: int) -> list[int]:
+    """`count` forecast origins (offsets into a test period of `n` steps) spread evenly from its start to the
+    last one whose `horizon` steps still end inside it."""
+    if not 1 <= horizon <= n or count < 1:
+        raise RnnlabError(f"rolling_origin: a horizon of {horizon} steps and {count} origins do not fit a test "
+                          f"period of {n} steps")
+    return sorted({round(x) for x in np.linspace(0, n - horizon, count)})
+
+
+def rolling(dm, model, name: str, baselines: dict, settings) -> dict:
+    """Rolling-origin evaluation (Tashman, "Out-of-sample tests of forecasting accuracy", IJF 2000): from each
+    origin inside the test period, forecast `horizon` (a fraction of the test length) steps from everything
+    before it: the network re-conditioned on its window (not retrained), each classical model refitted. One
+    horizon's score can be a lucky or unlucky stretch; the mean over origins and its spread are not.
+    {"model" or baseline: {mae_mean, mae_std, rmse_mean, origins, horizon}}."""
+    history, truth = dm.history(name, "test"), dm.truth(name, "test")
+    horizon = max(1, round(float(settings.horizon) * len(truth)))
+    series = np.concatenate([history, truth])
+    found: dict[str, list[dict]] = {}
+    for offset in origins(len(truth), horizon, int(settings.origins)):
+        past, future = series[:len(history) + offset], truth[offset:offset + horizon]
+        found.setdefault("model", []).append(errors(np.asarray(model.forecast(name, past))[:horizon], future))
+        for baseline, kwargs in baselines.items():
+            forecast = baseline_forecast(baseline, past, horizon, **(kwargs or {}))
+            found.setdefault(baseline, []).append(errors(forecast, future))
+    return {label: {"mae_mean": round(float(np.mean([e["mae"] for e in each])), 4),
+                    "mae_std": round(float(np.std([e["mae"] for e in each])), 4),
+                    "rmse_mean": round(float(np.mean([e["rmse"] for e in each])), 4),
+                    "origins": len(each), "horizon": horizon} for label, each in found.items()}
 
 
 def figure(dm, forecasts: dict, shown: dict, path: Path) -> None:

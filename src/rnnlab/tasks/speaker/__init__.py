@@ -8,4 +8,5 @@ register(labelled(
     fetch="pypi_wheel",
     serve=".serve:Utterances",
     top_k=1,
+    peers=(".peers:minirocket", ".peers:dtw_1nn"),
 ))
