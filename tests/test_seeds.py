@@ -39,24 +39,25 @@ def project(tmp_path_factory):
 def test_seeds_reads_the_first_and_trains_the_others(project):
     root, overrides = project
     first = json.loads((root / "out" / "metrics" / "forecast.json").read_text())
-    cfg = compose(*overrides, "stage=seeds@forecast", "+seeds=3")
+    cfg = compose(*overrides, "stage=seeds@forecast", "+seeds=2")
     result = run_seeds(cfg)
     assert cfg.seed == 42 and cfg.paths.model_dir == f"{root}/out/model"  # the stage's own config is untouched
     written = json.loads((root / "out" / "metrics" / "forecast_seeds.json").read_text())
-    assert written == result and written["seeds"] == [42, 43, 44]
+    assert written == result and written["seeds"] == [42, 43]
     mae = written["test"]["co2"]["mae"]
-    assert mae["std"] > 0  # three different trainings
-    # the first seed is the evaluate stage's own scores: the mean moves by them
-    others = 3 * mae["mean"] - first["test"]["co2"]["mae"]
-    assert 0 < others / 2 < 10 * first["test"]["co2"]["mae"]
+    assert mae["std"] > 0  # two different trainings
+    # the first seed is the evaluate stage's own scores: the second is what the mean and deviation leave
+    second = 2 * mae["mean"] - first["test"]["co2"]["mae"]
+    assert abs(second - first["test"]["co2"]["mae"]) == pytest.approx(mae["std"] * 2 ** 0.5, abs=1e-3)
     # a classical baseline does not depend on the network's seed
     assert written["baseline"]["co2"]["sarimax"]["mae"] == {"mean": first["baseline"]["co2"]["sarimax"]["mae"],
                                                              "std": 0.0}
     client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-forecast").experiment_id],
                               "tags.dvc_stage = 'seeds@forecast'")
-    assert sorted(r.data.params["seed"] for r in runs) == ["43", "44"]
-    assert all(r.info.status == "FINISHED" and "test_co2_mae" in r.data.metrics for r in runs)
+    assert [r.data.params["seed"] for r in runs] == ["43"]
+    assert runs[0].info.status == "FINISHED"
+    assert runs[0].data.metrics["test_co2_mae"] == pytest.approx(second, abs=1e-3)
     assert not client.search_registered_models()  # none registered
     # nothing of the other seeds is left in the pipeline's folders
     assert sorted(p.name for p in (root / "out" / "metrics").iterdir()) == [
