@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -131,14 +132,36 @@ def get(scores: dict, keys: tuple[str, ...]):
     return node
 
 
-def baseline_score(scores: dict, baseline: str, path: tuple[str, ...]):
+def baseline_score(scores: dict, baseline: str, path: tuple[str, ...], leaf=(int, float)):
     """A baseline's score on the headline's measure: baseline.<name>.<path> or, per series,
-    baseline.<series>.<name>.<measure> (the name inserted anywhere along the path)."""
+    baseline.<series>.<name>.<measure> (the name inserted anywhere along the path); `leaf`: the type it has
+    (a {mean, std} dict in a seeds file)."""
     for i in range(len(path)):
         value = get(scores, ("baseline",) + path[:i] + (baseline,) + path[i:])
-        if isinstance(value, (int, float)):
+        if isinstance(value, leaf):
             return value
     return None
+
+
+def seeds_of(f: Files, task: str) -> dict | None:
+    """metrics/<task>_seeds.json (the seeds stage) when it holds more than one seed."""
+    rel = f"metrics/{task}_seeds.json"
+    if not (f.root / rel).is_file():
+        return None
+    found = f.json(rel)
+    return found if len(found["seeds"]) > 1 else None
+
+
+def against(model: dict, baseline: dict, higher_is_better: bool) -> str:
+    """Whether the model is ahead of a baseline, behind it, or level: ahead or behind only when the difference
+    of the means exceeds their spread, the two standard deviations combined (sqrt(sd1^2 + sd2^2))."""
+    diff = (model["mean"] - baseline["mean"]) * (1 if higher_is_better else -1)
+    spread = math.hypot(model["std"], baseline["std"])
+    return "ahead" if diff > spread else "behind" if diff < -spread else "level"
+
+
+def mean_sd(node: dict) -> str:
+    return fmt(node["mean"]) + (f" ± {fmt(node['std'])}" if node["std"] else "")
 
 
 def direction(higher: bool) -> str:
@@ -156,15 +179,24 @@ def headline(f: Files) -> str:
         t = tasks.get(name)
         scores = f.metrics(name)
         path = path_of(scores, t.metric)
-        value = get(scores, ("test",) + path)
-        against = []
+        # over the seeds of the seeds stage where it trained more than one; else the one run, spread 0
+        spread = seeds_of(f, name)
+        if spread:
+            model = get(spread, ("test",) + path)
+            shown = f"**{mean_sd(model)}** ({len(spread['seeds'])} seeds)"
+        else:
+            model = {"mean": get(scores, ("test",) + path), "std": 0.0}
+            shown = f"**{fmt(model['mean'])}**"
+        versus = []
         for b in t.baselines:
-            v = baseline_score(scores, b, path)
+            v = baseline_score(spread, b, path, dict) if spread else baseline_score(scores, b, path)
             if v is not None:
-                against.append(f"{b.replace('_', ' ')} {fmt(v)}")
+                v = v if spread else {"mean": v, "std": 0.0}
+                versus.append(f"{b.replace('_', ' ')} {mean_sd(v)} ({against(model, v, t.higher_is_better)})")
         rows.append([f"[`{name}`]({PAGES[name]})", t.shape, f"`{t.metric}` ({direction(t.higher_is_better)})",
-                     f"**{fmt(value)}**", ", ".join(against)])
-    return table(["task", "shape", "headline test score", "model", "baselines on it"], rows)
+                     shown, ", ".join(versus)])
+    return table(["task", "shape", "headline test score", "model", "baselines on it (the model: ahead, level, "
+                  "behind)"], rows)
 
 
 def highlights(f: Files) -> str:

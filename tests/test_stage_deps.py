@@ -25,7 +25,7 @@ from conftest import ROOT, compose
 
 SRC = ROOT / "src"
 ENTRY = {"pull": "rnnlab.pipeline.prepare", "preprocess": "rnnlab.pipeline.prepare", "train": "rnnlab.pipeline.train",
-         "evaluate": "rnnlab.pipeline.evaluate", "register": "rnnlab.pipeline.register"}
+         "evaluate": "rnnlab.pipeline.evaluate", "register": "rnnlab.pipeline.register", "seeds": "rnnlab.pipeline.seeds"}
 GRADIENTS = {"adding": "rnnlab.gradients.lab", "exploding": "rnnlab.gradients.lab",
              "report": "rnnlab.gradients.report"}
 SKIP_MARK = "stage-deps: not"

@@ -1,4 +1,4 @@
-"""The `rnnlab` command: pull, preprocess, train, evaluate, register, generate, predict, compare, serve.
+"""The `rnnlab` command: pull, preprocess, train, evaluate, register, seeds, generate, predict, compare, serve.
 
 The tasks, their list in the help text and which of them each command takes come from the task registry
 (rnnlab.tasks)."""
@@ -18,7 +18,7 @@ from rnnlab import RnnlabError
 # sweep's worker process imports this module (to unpickle the task function) and composes its job's config
 from rnnlab.core import resolvers  # noqa: F401
 
-HYDRA_COMMANDS = ("train", "evaluate", "register")
+HYDRA_COMMANDS = ("train", "evaluate", "register", "seeds")
 USAGE = """usage: rnnlab COMMAND [ARGS]
 
   pull TASK                 fetch and verify the task's raw data into data/raw/TASK (DVC stage)
@@ -26,6 +26,7 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   train [OVERRIDES]         fit a model; Hydra overrides, e.g. task=surname model=gru, -m for sweeps
   evaluate [OVERRIDES]      score the pipeline's model on the test split (DVC stage)
   register [OVERRIDES]      register the evaluated model in MLflow, the champion gate decides (DVC stage)
+  seeds +seeds=N [OVERR.]   train and test N seeds: each score's mean and sd, metrics/TASK_seeds.json (DVC stage)
   tasks [--json]            the registered tasks: name, sequence shape, test metric
   generate [charlm] [...]   sample text from the character model: --prompt, --length, --temperature
   generate surname ...      sample surnames of a language: --language L [-n N] [--temperature T]
@@ -78,6 +79,10 @@ def stage(command: str):
         from rnnlab.pipeline.evaluate import run_evaluate
 
         return run_evaluate
+    if command == "seeds":
+        from rnnlab.pipeline.seeds import run_seeds
+
+        return run_seeds
     from rnnlab.pipeline.register import run_register
 
     return run_register
@@ -329,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     # the library's messages (progress, where files went) go through logging to stderr; results stay on stdout.
-    # The Hydra commands (train, evaluate, register) configure logging as Hydra does (console and a log file).
+    # The Hydra commands (train, evaluate, register, seeds) configure logging as Hydra does (console and a log file).
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         if command in HYDRA_COMMANDS:
