@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
-from teamstack import READER, login, passwords, rest, start_stack, stop_stack, team
+from teamstack import READER, login, passwords, rest, team
 
 from rnnlab.team.stack import ADMIN, ARTIFACTS_BUCKET
 
@@ -17,10 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def stack():
-    started = start_stack()
-    yield started
-    stop_stack(started)
+def stack(team_stack):
+    return team_stack
 
 
 def test_status_names_every_server_and_no_password_is_printed_logged_or_tracked(stack):
@@ -90,3 +88,11 @@ def test_the_reader_reads_but_every_write_is_refused_and_no_login_gets_nothing(s
     wrong = requests.get(f"{stack.tracking_uri}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
                          auth=(READER, "not-the-password"), timeout=60)
     assert wrong.status_code == 401
+
+
+def test_bad_arguments_and_a_missing_stack_are_one_line(tmp_path):
+    bad = team(tmp_path / "team", "up", "nosuch")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "./run team up: error: argument SERVICE: unknown service 'nosuch'; choose from postgres, s3, mlflow")
+    missing = team(tmp_path / "team", "status")
+    assert missing.returncode == 3 and missing.stdout.strip() == f"no team stack in {tmp_path / 'team'} (./run team up)"

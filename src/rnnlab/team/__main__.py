@@ -10,14 +10,27 @@ from rnnlab.team.services import HEALTHY, START, STOP, address, configure_dvc_re
 from rnnlab.team.stack import SERVICES, Stack, state_dir
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr, exit code 2 (argparse would add a usage block), as rnnlab.cli does."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def service(name: str) -> str:
+    if name not in SERVICES:
+        raise argparse.ArgumentTypeError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+    return name
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="./run team", description="The team stack: PostgreSQL, S3, MLflow.")
+    parser = OneLineParser(prog="./run team", description="The team stack: PostgreSQL, S3, MLflow.")
     parser.add_argument("--dir", default=None, help="the stack's state folder (default: $RNNLAB_TEAM_DIR or .team)")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("up", "start the servers (all by default)"), ("down", "stop the servers (all by default)")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("services", nargs="*", choices=[[], *SERVICES], metavar="SERVICE",
-                             help=f"any of {', '.join(SERVICES)}")
+        command.add_argument("services", nargs="*", type=service, metavar="SERVICE", help=f"any of {', '.join(SERVICES)}")
     commands.add_parser("status", help="each server, its address and whether it answers")
     remote = commands.add_parser("remote", help="point a DVC remote of this repository at the stack's bucket")
     remote.add_argument("name", nargs="?", default="team")

@@ -296,8 +296,12 @@ def configure_dvc_remote(stack: Stack, name: str = "team", repo: Path | None = N
     settings = [("endpointurl", stack.s3_endpoint), ("access_key_id", s["s3_access_key"]),
                 ("secret_access_key", s["s3_secret_key"]), ("region", "us-east-1")]
     commands = [["remote", "add", "--local", "-f", *(["-d"] if default else []), name, f"s3://{DVC_BUCKET}/dvc"]]
-    commands += [["remote", "modify", "--local", name, key, value] for key, value in settings]
+    # "--": a value from the environment may start with "-"
+    commands += [["remote", "modify", "--local", "--", name, key, value] for key, value in settings]
     for args in commands:
         done = subprocess.run([dvc, *args], cwd=repo, capture_output=True, text=True)
-        if done.returncode != 0:  # never echo the command: it holds the keys
-            raise RnnlabError(f"dvc remote {args[1]} {name} failed: {done.stderr.strip().splitlines()[-1:]}")
+        if done.returncode != 0:  # never echo the command or DVC's message as it is: they hold the keys
+            message = (done.stderr.strip().splitlines() or [""])[-1]
+            for secret in s.values():
+                message = message.replace(secret, "***")
+            raise RnnlabError(f"dvc remote {args[1]} {name} failed: {message}")

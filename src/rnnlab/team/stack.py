@@ -123,7 +123,8 @@ class Stack:
         """The stack's secrets; the environment wins, the rest are kept in (or first generated into) secrets.env."""
         path = self.root / "secrets.env"
         stored = read_env_file(path)
-        values = {key: os.environ.get(var) or stored.get(var) or secrets.token_urlsafe(24)
+        # hex: a value never starts with "-", which a command line would take for an option
+        values = {key: os.environ.get(var) or stored.get(var) or secrets.token_hex(20)
                   for key, var in SECRETS.items()}
         kept = {var: values[key] for key, var in SECRETS.items()}
         if kept != stored:
