@@ -4,6 +4,7 @@ own with free ports, stopped at the end; skipped only where PostgreSQL's server 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ def require_postgres() -> None:
 def team(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """`./run team ARGS` for the stack in `root` (output captured: the tests check it holds no password)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(["nice", "-n", "15", sys.executable, "-m", "rnnlab.team", "--dir", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "rnnlab.team", "--dir", str(root), *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -49,6 +50,7 @@ def stop_stack(stack: Stack) -> None:
     assert down.returncode == 0, down.stderr
     for service in ("s3", "mlflow"):
         assert stack.pid(service) is None, f"{service} still running after down"
+    shutil.rmtree(stack.root.parent)
 
 
 def login(stack: Stack, user: str | None) -> dict[str, str]:
