@@ -63,6 +63,6 @@ def test_a_killed_server_stops_training_in_one_line_and_the_rerun_resumes_linked
     assert old.info.status == "KILLED" and old.data.tags["rnnlab.resumed_by"] == new.info.run_id
     assert new.info.status == "FINISHED"
     # the killed run logged its first steps before the server died; the new one carries on after the checkpoint
-    old_steps = [m.step for m in client.get_metric_history(old.info.run_id, "train_loss")]
-    new_steps = [m.step for m in client.get_metric_history(new.info.run_id, "train_loss")]
+    old_steps = [m.step for m in client.get_metric_history(old.info.run_id, "train_loss_step")]
+    new_steps = [m.step for m in client.get_metric_history(new.info.run_id, "train_loss_step")]
     assert old_steps and new_steps and min(new_steps) > 0 and max(new_steps) > max(old_steps)
