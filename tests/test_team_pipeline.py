@@ -34,7 +34,7 @@ def run(cwd: Path, stack, user: str | None, *cmd: str, check: bool = True) -> su
     env |= {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
             "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
             **login(stack, user)}
-    done = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+    done = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=2400)
     assert not check or done.returncode == 0, f"{cmd}: {done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
