@@ -98,7 +98,7 @@ def test_a_fresh_clone_pulls_from_s3_and_reproduces_nothing(stack, project, tmp_
     assert (clone / "models" / TASK / "model.ckpt").is_file()
     out = run(clone, stack, ADMIN, "dvc", "repro", TARGET)
     assert stages_run(out.stdout + out.stderr) == set()
-    assert "up to date" in run(clone, stack, None, "dvc", "status").stdout
+    assert "up to date" in run(clone, stack, None, "dvc", "status", "--with-deps", TARGET).stdout
 
 
 def test_the_object_store_down_during_dvc_push_is_a_clear_error_and_nothing_is_lost(stack, project):
@@ -116,7 +116,7 @@ def test_the_object_store_down_during_dvc_push_is_a_clear_error_and_nothing_is_l
     assert f'could not connect to the endpoint url: "{stack.s3_endpoint}/' in message.lower(), message
     assert extra.read_text() == "one more output\n" and any((project / ".dvc" / "cache").rglob("*"))
     run(project, stack, None, "dvc", "push")  # the store back: the push completes
-    assert "up to date" in run(project, stack, None, "dvc", "status", "-c").stdout.lower()
+    assert "cache and remote 'team' are in sync" in run(project, stack, None, "dvc", "status", "-c").stdout.lower()
 
 
 def test_postgres_restarted_between_runs_loses_nothing(stack, project, monkeypatch):
