@@ -194,6 +194,11 @@ def s3_healthy(stack: Stack) -> bool:
 
 def s3_stop(stack: Stack) -> None:
     stack.kill("s3")
+    # weed leaves its Unix sockets behind (/tmp/seaweedfs-<service>[-grpc]-<port>.sock): ours go with it
+    ports = {stack.ports[f"weed_{name}"] for name in WEED_PORTS}
+    for sock in Path("/tmp").glob("seaweedfs-*.sock"):
+        if sock.stem.rsplit("-", 1)[-1] in {str(p) for p in ports}:
+            sock.unlink(missing_ok=True)
 
 
 # --- MLflow tracking server ---------------------------------------------------------------------------------------
