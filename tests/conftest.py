@@ -220,3 +220,14 @@ def save_checkpoint(module, path: Path) -> Path:
     torch.save({CLASS_KEY: type(module).__name__, "hyper_parameters": dict(module.hparams),
                 "state_dict": module.state_dict()}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def team_stack():
+    """The real team stack (PostgreSQL, SeaweedFS, MLflow with basic auth; tests/teamstack.py), started once per
+    session (per pytest-xdist worker) in a folder of its own, stopped at the end; skipped without PostgreSQL."""
+    from teamstack import start_stack, stop_stack
+
+    stack = start_stack()
+    yield stack
+    stop_stack(stack)

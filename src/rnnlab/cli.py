@@ -106,9 +106,38 @@ def run_hydra(command: str, args: list[str]) -> None:
             if isinstance(e.__cause__, RnnlabError):
                 fail(e.__cause__)
             raise
+        except Exception as e:
+            lost = lost_server(e, command)
+            if lost is None:
+                raise
+            fail(lost)
 
     sys.argv = [f"rnnlab {command}", *args]
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(task)()
+
+
+def lost_server(error: BaseException, command: str) -> RnnlabError | None:
+    """A tracking server that went away mid-command (killed, restarted, unplugged): MLflow's client retried
+    (MLFLOW_HTTP_REQUEST_MAX_RETRIES, exponential backoff) and gave up. One line naming the server instead of the
+    chained tracebacks; the training's resume checkpoint stays, so the same command resumes once it is back."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    from rnnlab.core.tracking import redact, tracking_uri
+
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return None
+    seen: BaseException | None = error
+    while seen is not None:
+        gone = isinstance(seen, requests.ConnectionError) or (
+            isinstance(seen, MlflowException) and any(s in str(seen) for s in ("Max retries exceeded", "Connection refused")))
+        if gone:
+            return RnnlabError(f"MLflow tracking server {redact(uri)} stopped answering during rnnlab {command} "
+                               f"({type(seen).__name__}); start it again and re-run the same command (a training "
+                               "resumes from its last checkpoint into a new run linked to this one)")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def optimized_value(scores: dict, name: str) -> float:
