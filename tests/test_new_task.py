@@ -109,7 +109,7 @@ def test_a_toy_task_in_its_own_folder_reaches_every_layer(tmp_path):
         (root / "conf" / name).write_text(text)
     params = slice_params()
     sha256 = toy_archive(tmp_path / "toy.txt.gz")
-    params["tasks"]["toy"] = {"experiment": "smoke_toy", "model": "gru", "overrides": "", "uses": "toy", "data": {
+    params["tasks"]["toy"] = {"experiment": "smoke_toy", "model": "gru", "overrides": "", "uses": "toy", "seeds": 1, "data": {
         "source": {"requirement": "toy==1.0", "sha256": sha256, "archive": str(tmp_path / "toy.txt.gz")},
         "split": {"seed": 1, "validation": 0.2, "test": 0.2}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

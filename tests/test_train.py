@@ -47,7 +47,7 @@ def test_train_tracks_everything_in_mlflow(processed, workdir):
     cfg = compose("model=gru", "experiment=smoke_charlm", f"paths.data_dir={processed.parents[1]}",
                   f"paths.output_dir={workdir}/out", f"logger.tracking_uri=sqlite:///{workdir}/mlflow.db")
     scores = train(cfg)
-    assert set(scores) == {"val", "test"} and scores["test"]["bpc"] > 0
+    assert set(scores) == {"val", "test", "baseline"} and scores["test"]["bpc"] > 0
 
     client = mlflow.MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     exp = client.get_experiment_by_name("rnnlab-charlm")

@@ -434,7 +434,7 @@ def read_only(project, monkeypatch):
 @pytest.mark.parametrize("case, folder, argv, expected", cases(
     ("read-only-processed", "data/processed", ["preprocess", "surname"], "cannot write data/processed/surname"),
     ("read-only-reports", "reports/charlm", ["evaluate", *PIPELINE["charlm"]],
-     "cannot write reports/charlm/charlm_sample.txt"),
+     "cannot write reports/charlm/charlm_peers.csv"),
 ))
 def test_a_read_only_folder_names_the_path(bad, read_only, case, folder, argv, expected):
     read_only(folder)
@@ -447,4 +447,4 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_one(bad, monkeypatch):
 
     monkeypatch.setattr(Path, "write_text", full)
     bad("full-disk-reports", ["evaluate", *PIPELINE["charlm"]],
-        "cannot write reports/charlm/charlm_sample.txt: No space left on device")
+        "cannot write reports/charlm/charlm_peers.csv: No space left on device")
