@@ -11,6 +11,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from rnnlab.core.checkpoint import CLASS_KEY
+from rnnlab.core.threads import available_cpus, candidates
 from rnnlab.shapes.many_to_many import CharLanguageModel
 from rnnlab.shapes.many_to_one import SequenceClassifier
 
@@ -168,3 +169,32 @@ def test_one_command_runs_every_benchmark_and_writes_json_and_tables(tiny, tmp_p
 def test_the_benchmark_measures_the_pipelines_char_lm():
     settings = load("bench_charlm").pipeline_settings()
     assert settings["cell"] == "lstm" and settings["batch_size"] == 16 and settings["dropout"] == 0.0
+
+
+def test_the_thread_benchmark_trains_the_char_lm_with_each_thread_setting():
+    threads_bench = load("bench_threads")
+    for mode in ("1", "auto"):
+        result = threads_bench.worker(mode, 1.0, smoke=True)
+        assert result["steps"] >= 1 and result["seconds"] >= 1.0
+        tried = candidates(available_cpus()) if mode == "auto" else []
+        assert result["threads_tried"] == tried
+
+
+def test_the_thread_benchmark_compares_each_mode_beside_a_busy_process_with_the_best_quiet_one(tmp_path, monkeypatch):
+    threads_bench = load("bench_threads")
+    competitors = []
+    real_competitor = threads_bench.competitor
+
+    def competitor():
+        competitors.append(real_competitor())
+        return competitors[-1]
+
+    speed = {"quiet": {"1": 10.0, "all": 16.0, "auto": 15.0}, "busy": {"1": 9.0, "all": 1.0, "auto": 8.0}}
+    monkeypatch.setattr(threads_bench, "competitor", competitor)
+    monkeypatch.setattr(threads_bench, "run_case", lambda mode, seconds, smoke: {
+        "steps_per_s": speed["busy" if competitors else "quiet"][mode]})
+    out = tmp_path / "bench_threads.json"
+    result = threads_bench.main(["--smoke", "--out", str(out)])
+    assert result["slowdown"] == {"1": round(16 / 9, 2), "all": 16.0, "auto": 2.0}
+    assert json.loads(out.read_text())["slowdown"] == result["slowdown"]
+    assert len(competitors) == 1 and competitors[0].poll() is not None  # the busy process is gone

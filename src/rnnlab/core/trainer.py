@@ -47,13 +47,6 @@ def precision_kwargs(precision, accelerator: str = "auto", plugins=()) -> dict:
     return {"precision": None, "plugins": [*plugins, CachedMixedPrecision(precision, device)]}
 
 
-def set_threads(cfg: DictConfig) -> None:
-    """torch's threads as the config says (`threads`; null: torch's default). Fewer threads can be faster for a
-    small model (conf/task/forecast.yaml)."""
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-
-
 def make_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
     """cfg.trainer as a Trainer, `kwargs` over its keys."""
     precision = kwargs.pop("precision", trainer_cfg.get("precision"))

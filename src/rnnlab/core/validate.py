@@ -77,7 +77,7 @@ RULES = {
     "trainer.max_epochs": (lambda v: positive_int(v) or v == -1, "an integer >= 1 (or -1: no limit)"),
     "trainer.gradient_clip_val": (lambda v: v is None or (number(v) and v > 0), "a number > 0 or null"),
     "registry.margin": (lambda v: number(v) and v >= 0, "a number >= 0"),
-    "threads": (lambda v: v is None or positive_int(v), "an integer >= 1 or null"),
+    "threads": (lambda v: v in (None, "auto") or positive_int(v), "an integer >= 1, auto or null"),
 }
 
 

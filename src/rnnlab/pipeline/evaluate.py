@@ -20,7 +20,7 @@ from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import check_fits
 from rnnlab.core.io import write_json
 from rnnlab.core.tracking import load_run_ref
-from rnnlab.core.trainer import set_threads
+from rnnlab.core.threads import set_threads
 from rnnlab.core.validate import check_config
 from rnnlab.evaluation import flatten
 from rnnlab.tasks import get, load_checkpoint
@@ -29,7 +29,7 @@ from rnnlab.tasks import get, load_checkpoint
 def run_evaluate(cfg: DictConfig) -> dict:
     """Score the trained models and add the scores to their MLflow runs."""
     check_config(cfg)
-    set_threads(cfg)
+    set_threads(cfg.get("threads"))
     task = get(cfg.task_name)
     model_dir = Path(cfg.paths.model_dir)
     dm = instantiate(cfg.data)

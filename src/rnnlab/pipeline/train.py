@@ -26,7 +26,8 @@ from rnnlab import RnnlabError, tasks
 from rnnlab.core.io import atomic_path, write_text, write_yaml
 from rnnlab.core.resume import Attempts, fingerprint
 from rnnlab.core.tracking import check_reachable, ends_run, redact, run_tags, save_run_refs
-from rnnlab.core.trainer import make_trainer, set_threads
+from rnnlab.core.threads import set_threads
+from rnnlab.core.trainer import make_trainer
 from rnnlab.core.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def is_main_process() -> bool:
 
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
-    set_threads(cfg)
+    set_threads(cfg.get("threads"))
     check_reachable(cfg.logger.tracking_uri)
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)

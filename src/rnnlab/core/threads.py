@@ -1,0 +1,146 @@
+"""torch's intra-op threads: as many as the CPUs this process may use, and with `threads: auto` re-chosen while
+training, from the step times measured at each count.
+
+Why: torch's OpenMP threads meet at a barrier after every operator, so when another process holds one of two
+cores, the thread sharing that core makes the other wait for its time slice at every operator. Measured on 2
+cores (issue 22): the char LM fell from about 15 to 0.4-1 steps/s beside one busy process, while one thread
+keeps nearly its quiet speed. No fixed count is best both when the machine is quiet and when it is shared, so
+ThreadTuner measures: every `every` steps it times a few steps at each candidate count and keeps the fastest.
+The count does not change the numbers: each thread computes whole output blocks, with the same reduction order
+(tests/test_threads.py trains with a switching count and compares every weight with a one-thread run).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPUs a cgroup's quota allows (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`), or None without a quota."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # "max 100000" or "150000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+def available_cpus(root: Path = CGROUP_ROOT) -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, SLURM, Docker --cpuset-cpus), capped by its
+    cgroup's CPU quota (Docker --cpus, Kubernetes limits; rounded up: 1.5 CPUs still run 2 threads' worth)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_quota(root)
+    return max(1, min(n, math.ceil(quota))) if quota else n
+
+
+def thread_count(threads) -> int:
+    """The config's `threads` as a count: an integer as it is; `auto` or null: the available CPUs."""
+    return available_cpus() if threads in (None, "auto") else int(threads)
+
+
+def set_threads(threads) -> int:
+    """torch's intra-op threads as the config's `threads` says; returns the count set."""
+    n = thread_count(threads)
+    torch.set_num_threads(n)
+    return n
+
+
+def candidates(n: int) -> list[int]:
+    """The counts ThreadTuner tries on n CPUs, fewest first (one thread is never far from its best, so it sets
+    the bar the contended counts are cut at): one, half of them, one fewer (a core taken by another process), all."""
+    return sorted({1, max(1, n // 2), max(1, n - 1), n})
+
+
+class ThreadTuner(Callback):
+    """With `threads: auto`, time `window` training steps at each candidate count and train on with the fastest;
+    probe again after `every` steps (doubling up to `max_every` while the choice stays), or as soon as the
+    chosen count's steps take twice their probed time (another process has started).
+
+    A probe's first step at a count is not timed (it wakes the threads), and a count stops being timed once its
+    steps have taken longer than the fastest count's whole window: beside a busy process a contended count can
+    be 15 times slower, and probing it in full would cost more than the tuning saves."""
+
+    def __init__(self, threads="auto", every: int = 200, max_every: int = 1600, window: int = 6):
+        self.enabled = threads == "auto"
+        self.every, self.max_every, self.window = every, max_every, window
+        self.counts: list[int] = []
+        self.plan: list[tuple[int, bool]] = []  # (count, timed) of each step still to probe; empty: train on
+        self.times: dict[int, list[float]] = {}
+        self.interval = every
+        self.until_probe = 0
+        self.recent: list[float] = []  # step times since the last choice
+        self.best_time = 0.0
+        self.started = 0.0
+        self.chosen: list[tuple[int, int]] = []  # (global step, count) at each choice
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.counts = candidates(available_cpus()) if self.enabled else []
+        self.until_probe = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if len(self.counts) < 2:
+            return
+        if not self.plan and self.until_probe <= 0:
+            self.plan = [(n, i > 0) for n in self.counts for i in range(self.window + 1)]
+            self.times = {n: [] for n in self.counts}
+        if self.plan:
+            torch.set_num_threads(self.plan[0][0])
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if len(self.counts) < 2:
+            return
+        took = time.perf_counter() - self.started
+        if not self.plan:
+            self.watch(took)
+            return
+        n, timed = self.plan.pop(0)
+        if timed:
+            self.times[n].append(took)
+            fastest = min((median(ts) for m, ts in self.times.items() if m != n and len(ts) >= self.window),
+                          default=math.inf)
+            if sum(self.times[n]) > self.window * fastest:  # clearly slower: skip the rest of its window
+                self.plan = [step for step in self.plan if step[0] != n]
+        if not self.plan:
+            self.choose(trainer)
+
+    def watch(self, took: float) -> None:
+        """Count down to the next probe; probe now when the last `window` steps took twice the probed time."""
+        self.until_probe -= 1
+        self.recent = [*self.recent, took][-self.window:]
+        if len(self.recent) == self.window and median(self.recent) > 2 * self.best_time:
+            self.until_probe = 0
+
+    def choose(self, trainer) -> None:
+        medians = {n: median(ts) for n, ts in self.times.items() if ts}
+        best = min(medians, key=lambda n: medians[n])
+        torch.set_num_threads(best)
+        same = bool(self.chosen) and self.chosen[-1][1] == best
+        self.interval = min(2 * self.interval, self.max_every) if same else self.every
+        self.until_probe, self.best_time, self.recent = self.interval, medians[best], []
+        if not same:
+            log.info("threads: %d (median step %s)", best,
+                     ", ".join(f"{n}: {1000 * t:.0f} ms" for n, t in medians.items()))
+        self.chosen.append((trainer.global_step, best))
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({"threads": best}, step=trainer.global_step)
+
+
+def median(xs: list[float]) -> float:
+    return sorted(xs)[(len(xs) - 1) // 2]

@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import rnnlab.core.threads as threads
+from rnnlab import RnnlabError
+from rnnlab.core.threads import ThreadTuner, available_cpus, candidates, thread_count
+from rnnlab.core.trainer import quiet_trainer
+from rnnlab.core.validate import check_config
+from rnnlab.data.streams import StreamWindows
+from rnnlab.shapes.many_to_many import CharLanguageModel
+
+from conftest import compose
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def cgroup(tmp_path, v2=None, v1=None):
+    tmp_path.mkdir()
+    if v2 is not None:
+        (tmp_path / "cpu.max").write_text(v2 + "\n")
+    if v1 is not None:
+        (tmp_path / "cpu").mkdir()
+        (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(f"{v1[0]}\n")
+        (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(f"{v1[1]}\n")
+    return tmp_path
+
+
+def test_available_cpus_is_the_affinity_mask_capped_by_the_cgroup_quota(monkeypatch, tmp_path):
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert available_cpus(cgroup(tmp_path / "none")) == 4  # no cgroup files: the mask
+    assert available_cpus(cgroup(tmp_path / "max", v2="max 100000")) == 4
+    assert available_cpus(cgroup(tmp_path / "half", v2="150000 100000")) == 2  # 1.5 CPUs: rounded up
+    assert available_cpus(cgroup(tmp_path / "tiny", v2="10000 100000")) == 1
+    assert available_cpus(cgroup(tmp_path / "v1", v1=(100000, 100000))) == 1
+    assert available_cpus(cgroup(tmp_path / "v1none", v1=(-1, 100000))) == 4
+    assert available_cpus(cgroup(tmp_path / "more", v2="800000 100000")) == 4  # a quota above the mask
+
+
+def test_thread_count_reads_the_config(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda: 3)
+    assert thread_count("auto") == 3 and thread_count(None) == 3 and thread_count(1) == 1
+    assert candidates(2) == [1, 2] and candidates(1) == [1] and candidates(16) == [1, 8, 15, 16]
+
+
+def test_a_bad_thread_count_is_refused_naming_the_key():
+    with pytest.raises(RnnlabError, match="threads='many'"):
+        check_config(compose("threads=many"))
+    check_config(compose("threads=auto"))
+    check_config(compose("threads=2"))
+
+
+class FakeClock:
+    """time.perf_counter for the tuner: each step takes what `cost` says for the thread count set."""
+
+    def __init__(self, cost):
+        self.now, self.cost = 0.0, cost
+
+    def __call__(self):
+        return self.now
+
+    def step(self, tuner):
+        """One training step; returns the thread count it ran with."""
+        tuner.on_train_batch_start(None, None, None, 0)
+        n = torch.get_num_threads()
+        self.now += self.cost(n)
+        tuner.on_train_batch_end(Trainer(), None, None, None, 0)
+        return n
+
+
+class Trainer:
+    global_step, logger = 0, None
+
+
+def tuner_with(monkeypatch, cost, **kwargs) -> tuple[ThreadTuner, FakeClock]:
+    clock = FakeClock(cost)
+    monkeypatch.setattr(threads.time, "perf_counter", clock)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    tuner = ThreadTuner("auto", **kwargs)
+    tuner.on_train_start(None, None)
+    return tuner, clock
+
+
+def test_the_tuner_keeps_the_fastest_count_and_cuts_a_contended_one_short(monkeypatch):
+    busy = {1: 0.1, 2: 1.5}  # two threads beside a busy process: 15 times slower
+    tuner, clock = tuner_with(monkeypatch, lambda n: busy[n], every=50, window=4)
+    counts = []
+    for _ in range(12):
+        counts.append(clock.step(tuner))
+    # one untimed and 4 timed steps at 1 thread, then 2 threads: untimed, one timed step over 4 x 0.1 s, cut
+    assert counts[:7] == [1, 1, 1, 1, 1, 2, 2]
+    assert tuner.chosen == [(0, 1)] and torch.get_num_threads() == 1 and counts[7:] == [1] * 5
+
+
+def test_the_tuner_probes_again_when_the_chosen_count_slows_down(monkeypatch):
+    cost = {1: 0.2, 2: 0.1}  # quiet: two threads are faster
+    tuner, clock = tuner_with(monkeypatch, lambda n: cost[n], every=1000, window=3)
+    for _ in range(8):
+        clock.step(tuner)
+    assert tuner.chosen[-1][1] == 2 and torch.get_num_threads() == 2
+    cost[2] = 3.0  # another process starts
+    for _ in range(3 + 4 + 2):
+        clock.step(tuner)
+    assert tuner.chosen[-1][1] == 1 and torch.get_num_threads() == 1
+
+
+def test_a_fixed_count_is_left_alone(monkeypatch):
+    tuner, clock = tuner_with(monkeypatch, lambda n: 1.0)
+    tuner = ThreadTuner(2)
+    tuner.on_train_start(None, None)
+    torch.set_num_threads(2)
+    for _ in range(5):
+        clock.step(tuner)
+    assert torch.get_num_threads() == 2 and tuner.chosen == []
+
+
+def train_char_lm(tuner) -> dict:
+    torch.manual_seed(0)
+    model = CharLanguageModel(list("abcdefghijklmnop"), cell="lstm", embedding_dim=16, hidden_size=64,
+                              num_layers=2, dropout=0.1)
+    ids = np.random.default_rng(0).integers(1, 17, 8000).astype(np.int16)
+    loader = DataLoader(StreamWindows(ids, 16, 32), batch_size=None)
+    trainer = quiet_trainer(max_steps=14, callbacks=[tuner], precision="bf16-mixed", num_sanity_val_steps=0,
+                            limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=loader)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_switching_the_thread_count_while_training_changes_no_weight(monkeypatch):
+    """The tuner may switch at any step, so the count must not change the numbers (bf16 autocast, as the char
+    LM trains here): a run that switches every few steps equals a run with one thread, bit for bit."""
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    torch.set_num_threads(1)
+    one = train_char_lm(ThreadTuner(1))
+    switching = ThreadTuner("auto", every=1, max_every=1, window=2)
+    two = train_char_lm(switching)
+    assert len(switching.chosen) >= 2  # it probed both counts more than once
+    for name in one:
+        assert torch.equal(one[name], two[name]), name
