@@ -41,7 +41,7 @@ def test_status_names_every_server_and_no_password_is_printed_logged_or_tracked(
 def test_the_admin_logs_a_run_and_its_artifact_lands_in_s3(stack, monkeypatch, tmp_path):
     for key, value in login(stack, ADMIN).items():
         monkeypatch.setenv(key, value)
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(stack.tracking_uri, stack.tracking_uri)  # not URIs an earlier test set here
     experiment = client.create_experiment("team-quick")
     run = client.create_run(experiment, tags={"who": "admin"})
     client.log_param(run.info.run_id, "hidden_size", 8)

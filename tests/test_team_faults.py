@@ -55,7 +55,7 @@ def test_a_killed_server_stops_training_in_one_line_and_the_rerun_resumes_linked
 
     for key, value in login(stack, ADMIN).items():
         monkeypatch.setenv(key, value)
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(stack.tracking_uri, stack.tracking_uri)  # not URIs an earlier test set here
     experiment = client.get_experiment_by_name("rnnlab-charlm").experiment_id
     runs = client.search_runs([experiment], order_by=["attribute.start_time ASC"])
     (new,) = [r for r in runs if "rnnlab.resumed_from" in r.data.tags]

@@ -62,7 +62,7 @@ def test_the_stages_log_to_the_server_and_register_the_champion(stack, project, 
                                                                        "register")}
     for key, value in login(stack, READER).items():  # what the stages wrote, read back as the read-only user
         monkeypatch.setenv(key, value)
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(stack.tracking_uri, stack.tracking_uri)  # not URIs an earlier test set here
     runs = client.search_runs([client.get_experiment_by_name(f"rnnlab-{TASK}").experiment_id])
     assert sorted(r.data.tags["role"] for r in runs) == ["baseline", "model"]  # each run once
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -122,7 +122,7 @@ def test_the_object_store_down_during_dvc_push_is_a_clear_error_and_nothing_is_l
 def test_postgres_restarted_between_runs_loses_nothing(stack, project, monkeypatch):
     for key, value in login(stack, ADMIN).items():
         monkeypatch.setenv(key, value)
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(stack.tracking_uri, stack.tracking_uri)  # not URIs an earlier test set here
     experiment = client.get_experiment_by_name(f"rnnlab-{TASK}").experiment_id
     before = {r.info.run_id: r.data.metrics for r in client.search_runs([experiment])}
     assert team(stack.root, "down", "postgres").returncode == 0
@@ -143,7 +143,7 @@ def test_two_trainings_at_once_log_every_run_once(stack, tmp_path, monkeypatch):
                 "task=surname", "experiment=smoke_classifier", "callbacks.progress_bar=null", f"model={','.join(cells)}")
     for key, value in login(stack, READER).items():
         monkeypatch.setenv(key, value)
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(stack.tracking_uri, stack.tracking_uri)  # not URIs an earlier test set here
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-surname").experiment_id])
     parents = [r for r in runs if "sweep" in r.data.tags]
     jobs = [r for r in runs if "sweep" not in r.data.tags]
