@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ from torch.utils.data import DataLoader
 
 import rnnlab.core.threads as threads
 from rnnlab import RnnlabError
-from rnnlab.core.threads import ThreadTuner, available_cpus, candidates, thread_count
+from rnnlab.core.threads import CpuUse, ThreadTuner, available_cpus, candidates, thread_count
 from rnnlab.core.trainer import quiet_trainer
 from rnnlab.core.validate import check_config
 from rnnlab.data.streams import StreamWindows
@@ -43,9 +45,22 @@ def test_available_cpus_is_the_affinity_mask_capped_by_the_cgroup_quota(monkeypa
     assert available_cpus(cgroup(tmp_path / "more", v2="800000 100000")) == 4  # a quota above the mask
 
 
-def test_thread_count_reads_the_config(monkeypatch):
+class FakeCpuUse:
+    """CpuUse with a set answer: CPUs' worth of other processes' work (None: not measurable)."""
+
+    others_value: float | None = None
+
+    def others(self):
+        return self.others_value
+
+
+@pytest.mark.parametrize("others, auto", [(None, 3), (0.0, 3), (0.4, 3), (1.0, 2), (2.6, 1), (5.0, 1)])
+def test_thread_count_reads_the_config(monkeypatch, others, auto):
     monkeypatch.setattr(threads, "available_cpus", lambda: 3)
-    assert thread_count("auto") == 3 and thread_count(None) == 3 and thread_count(1) == 1
+    monkeypatch.setattr(FakeCpuUse, "others_value", others)
+    monkeypatch.setattr(threads, "CpuUse", FakeCpuUse)
+    assert thread_count("auto") == auto  # the CPUs other processes leave idle
+    assert thread_count(None) == 3 and thread_count(1) == 1
     assert candidates(2) == [1, 2] and candidates(1) == [1] and candidates(16) == [1, 8, 15, 16]
 
 
@@ -78,10 +93,12 @@ class Trainer:
     global_step, logger = 0, None
 
 
-def tuner_with(monkeypatch, cost, **kwargs) -> tuple[ThreadTuner, FakeClock]:
+def tuner_with(monkeypatch, cost, others=None, **kwargs) -> tuple[ThreadTuner, FakeClock]:
     clock = FakeClock(cost)
     monkeypatch.setattr(threads.time, "perf_counter", clock)
     monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(FakeCpuUse, "others_value", others)
+    monkeypatch.setattr(threads, "CpuUse", FakeCpuUse)
     tuner = ThreadTuner("auto", **kwargs)
     tuner.on_train_start(None, None)
     return tuner, clock
@@ -90,24 +107,53 @@ def tuner_with(monkeypatch, cost, **kwargs) -> tuple[ThreadTuner, FakeClock]:
 def test_the_tuner_keeps_the_fastest_count_and_cuts_a_contended_one_short(monkeypatch):
     busy = {1: 0.1, 2: 1.5}  # two threads beside a busy process: 15 times slower
     tuner, clock = tuner_with(monkeypatch, lambda n: busy[n], every=50, window=4)
-    counts = []
-    for _ in range(12):
-        counts.append(clock.step(tuner))
-    # one untimed and 4 timed steps at 1 thread, then 2 threads: untimed, one timed step over 4 x 0.1 s, cut
-    assert counts[:7] == [1, 1, 1, 1, 1, 2, 2]
-    assert tuner.chosen == [(0, 1)] and torch.get_num_threads() == 1 and counts[7:] == [1] * 5
+    counts = [clock.step(tuner) for _ in range(12)]
+    # 4 steps at one thread, then one at two: over 4 x 0.1 s, so its other 3 are skipped
+    assert counts == [1, 1, 1, 1, 2] + [1] * 7
+    assert tuner.chosen == [(0, 1)] and torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("others, tried", [(1.0, [1]), (0.6, [1]), (0.3, [1, 2])])
+def test_the_tuner_does_not_try_counts_the_other_processes_leave_no_cpu_for(monkeypatch, others, tried):
+    cost = {1: 0.2, 2: 0.1}
+    tuner, clock = tuner_with(monkeypatch, lambda n: cost[n], others=others, window=3)
+    counts = [clock.step(tuner) for _ in range(6)]
+    assert sorted(set(counts)) == tried
+    assert tuner.chosen[0][1] == tried[-1]
 
 
 def test_the_tuner_probes_again_when_the_chosen_count_slows_down(monkeypatch):
     cost = {1: 0.2, 2: 0.1}  # quiet: two threads are faster
     tuner, clock = tuner_with(monkeypatch, lambda n: cost[n], every=1000, window=3)
-    for _ in range(8):
+    for _ in range(6):
         clock.step(tuner)
     assert tuner.chosen[-1][1] == 2 and torch.get_num_threads() == 2
     cost[2] = 3.0  # another process starts
-    for _ in range(3 + 4 + 2):
+    for _ in range(3 + 3 + 1):  # 3 slow steps trigger a probe: 3 at one thread, 1 at two (cut)
         clock.step(tuner)
     assert tuner.chosen[-1][1] == 1 and torch.get_num_threads() == 1
+
+
+def test_cpu_use_counts_the_other_processes_work_on_this_processs_cpus(monkeypatch, tmp_path):
+    stat = tmp_path / "stat"
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+
+    def reading(busy0, busy1, other_cpu, own, now):
+        # user nice system idle iowait irq softirq steal guest guest_nice, in ticks of 1/100 s
+        stat.write_text(f"cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 {busy0} {busy0} 0 500 0 0 0 0 0 0\n"
+                        f"cpu1 {busy1} 0 0 500 0 0 0 0 0 0\ncpu2 {other_cpu} 0 0 0 0 0 0 0 0 0\nintr 1 2 3\n")
+        monkeypatch.setattr(threads.os, "times", lambda: os.times_result((own, 0.0, 0.0, 0.0, 0.0)))
+        monkeypatch.setattr(threads.time, "monotonic", lambda: now)
+
+    reading(100, 100, 0, 5.0, 10.0)
+    use = CpuUse(stat)
+    # both CPUs busy for 1 s, 1 s of it this process's; cpu2 is not ours, niced work does not count
+    reading(200, 200, 900, 6.0, 11.0)
+    assert use.others() == pytest.approx(1.0)
+    reading(300, 250, 900, 7.0, 12.0)  # 1.5 CPU-seconds busy, 1 of them ours
+    assert use.others() == pytest.approx(0.5)
+    assert CpuUse(tmp_path / "missing").others() is None
 
 
 def test_a_fixed_count_is_left_alone(monkeypatch):

@@ -50,8 +50,19 @@ def available_cpus(root: Path = CGROUP_ROOT) -> int:
 
 
 def thread_count(threads) -> int:
-    """The config's `threads` as a count: an integer as it is; `auto` or null: the available CPUs."""
-    return available_cpus() if threads in (None, "auto") else int(threads)
+    """The config's `threads` as a count: an integer as it is; null: the available CPUs; `auto`: those of them
+    that other processes leave idle (measured over a quarter of a second)."""
+    if threads == "auto":
+        return idle_cpus()
+    return available_cpus() if threads is None else int(threads)
+
+
+def idle_cpus(seconds: float = 0.25) -> int:
+    """The available CPUs less those other processes kept busy over `seconds` (at least one)."""
+    n, use = available_cpus(), CpuUse()
+    time.sleep(seconds)
+    others = use.others()
+    return n if others is None else max(1, min(n, int(n - others + 0.5)))
 
 
 def set_threads(threads) -> int:
@@ -67,26 +78,61 @@ def candidates(n: int) -> list[int]:
     return sorted({1, max(1, n // 2), max(1, n - 1), n})
 
 
+class CpuUse:
+    """How many of this process's CPUs other processes kept busy since the last reading: the busy time of the
+    CPUs in the affinity mask (/proc/stat) less this process's own CPU time. Niced work is not counted: the
+    scheduler lets this process's threads take its core. None where /proc/stat is missing (not Linux)."""
+
+    def __init__(self, stat: Path = Path("/proc/stat")):
+        self.stat, self.cpus = stat, os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        self.last = self.reading()
+
+    def reading(self) -> tuple[float, float, float] | None:
+        try:
+            lines = self.stat.read_text().splitlines()
+        except OSError:
+            return None
+        busy = 0
+        for line in lines:
+            name, *ticks = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in self.cpus:
+                # not `nice`: work at a lower priority (nice > 0) gives way to this process's threads
+                user, _nice, system, _idle, _iowait, irq, softirq, steal = (int(t) for t in ticks[:8])
+                busy += user + system + irq + softirq + steal
+        own = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.monotonic()
+
+    def others(self) -> float | None:
+        """CPUs' worth of other processes' work since the previous call."""
+        now, last = self.reading(), self.last
+        self.last = now
+        if now is None or last is None or now[2] - last[2] < 0.05:
+            return None
+        return max(0.0, ((now[0] - last[0]) - (now[1] - last[1])) / (now[2] - last[2]))
+
+
 class ThreadTuner(Callback):
     """With `threads: auto`, time `window` training steps at each candidate count and train on with the fastest;
     probe again after `every` steps (doubling up to `max_every` while the choice stays), or as soon as the
     chosen count's steps take twice their probed time (another process has started).
 
-    A probe's first step at a count is not timed (it wakes the threads), and a count stops being timed once its
-    steps have taken longer than the fastest count's whole window: beside a busy process a contended count can
-    be 15 times slower, and probing it in full would cost more than the tuning saves."""
+    Probing a contended count is costly: beside a busy process on 2 cores, one step at two threads took 12 s
+    against 0.1 s at one (benchmarks/bench_threads.py). So a probe starts at one thread, and counts above the
+    CPUs that other processes left idle meanwhile (CpuUse) are not tried at all; a count that is tried stops
+    being timed once its steps have taken longer than the fastest count's whole window."""
 
     def __init__(self, threads="auto", every: int = 200, max_every: int = 1600, window: int = 6):
         self.enabled = threads == "auto"
         self.every, self.max_every, self.window = every, max_every, window
         self.counts: list[int] = []
-        self.plan: list[tuple[int, bool]] = []  # (count, timed) of each step still to probe; empty: train on
+        self.plan: list[int] = []  # the count of each step still to probe; empty: training on with the best
         self.times: dict[int, list[float]] = {}
         self.interval = every
         self.until_probe = 0
         self.recent: list[float] = []  # step times since the last choice
         self.best_time = 0.0
         self.started = 0.0
+        self.cpu_use: CpuUse | None = None
         self.chosen: list[tuple[int, int]] = []  # (global step, count) at each choice
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -96,11 +142,11 @@ class ThreadTuner(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if len(self.counts) < 2:
             return
-        if not self.plan and self.until_probe <= 0:
-            self.plan = [(n, i > 0) for n in self.counts for i in range(self.window + 1)]
-            self.times = {n: [] for n in self.counts}
+        if not self.plan and self.until_probe <= 0:  # a probe: one thread first, while CpuUse watches the others
+            self.plan, self.times = [self.counts[0]] * self.window, {self.counts[0]: []}
+            self.cpu_use = CpuUse()
         if self.plan:
-            torch.set_num_threads(self.plan[0][0])
+            torch.set_num_threads(self.plan[0])
         self.started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -110,15 +156,22 @@ class ThreadTuner(Callback):
         if not self.plan:
             self.watch(took)
             return
-        n, timed = self.plan.pop(0)
-        if timed:
-            self.times[n].append(took)
-            fastest = min((median(ts) for m, ts in self.times.items() if m != n and len(ts) >= self.window),
-                          default=math.inf)
-            if sum(self.times[n]) > self.window * fastest:  # clearly slower: skip the rest of its window
-                self.plan = [step for step in self.plan if step[0] != n]
+        n = self.plan.pop(0)
+        self.times[n].append(took)
+        if n == self.counts[0] and not self.plan:
+            self.plan = [m for m in self.others_to_try() for _ in range(self.window)]
+            self.times.update({m: [] for m in set(self.plan)})
+        elif n != self.counts[0] and sum(self.times[n]) > self.window * median(self.times[self.counts[0]]):
+            self.plan = [m for m in self.plan if m != n]  # clearly slower than one thread: skip its other steps
         if not self.plan:
             self.choose(trainer)
+
+    def others_to_try(self) -> list[int]:
+        """The counts above one that fit the CPUs other processes left idle during the one-thread steps (the
+        steps' own thread is counted as this process's)."""
+        others = self.cpu_use.others() if self.cpu_use else None
+        idle = self.counts[-1] if others is None else self.counts[-1] - others
+        return [n for n in self.counts[1:] if n <= idle + 0.5]
 
     def watch(self, took: float) -> None:
         """Count down to the next probe; probe now when the last `window` steps took twice the probed time."""

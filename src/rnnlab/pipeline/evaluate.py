@@ -19,8 +19,8 @@ from omegaconf import DictConfig
 from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import check_fits
 from rnnlab.core.io import write_json
-from rnnlab.core.tracking import load_run_ref
 from rnnlab.core.threads import set_threads
+from rnnlab.core.tracking import load_run_ref
 from rnnlab.core.validate import check_config
 from rnnlab.evaluation import flatten
 from rnnlab.tasks import get, load_checkpoint

@@ -25,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab import RnnlabError, tasks
 from rnnlab.core.io import atomic_path, write_text, write_yaml
 from rnnlab.core.resume import Attempts, fingerprint
-from rnnlab.core.tracking import check_reachable, ends_run, redact, run_tags, save_run_refs
 from rnnlab.core.threads import set_threads
+from rnnlab.core.tracking import check_reachable, ends_run, redact, run_tags, save_run_refs
 from rnnlab.core.trainer import make_trainer
 from rnnlab.core.validate import check_config
 
