@@ -1,4 +1,5 @@
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from rnnlab.data.streams import StreamWindows
 from rnnlab.shapes.many_to_many import CharLanguageModel
 
 from conftest import compose
+
+
+ON_CPU = SimpleNamespace(device=torch.device("cpu"))  # the module the tuner's hooks get
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +104,7 @@ def tuner_with(monkeypatch, cost, others=None, **kwargs) -> tuple[ThreadTuner, F
     monkeypatch.setattr(FakeCpuUse, "others_value", others)
     monkeypatch.setattr(threads, "CpuUse", FakeCpuUse)
     tuner = ThreadTuner("auto", **kwargs)
-    tuner.on_train_start(None, None)
+    tuner.on_train_start(None, ON_CPU)
     return tuner, clock
 
 
@@ -156,10 +160,19 @@ def test_cpu_use_counts_the_other_processes_work_on_this_processs_cpus(monkeypat
     assert CpuUse(tmp_path / "missing").others() is None
 
 
+def test_a_model_on_a_gpu_is_left_alone(monkeypatch):
+    tuner, clock = tuner_with(monkeypatch, lambda n: 1.0)
+    tuner.on_train_start(None, SimpleNamespace(device=torch.device("cuda", 0)))
+    torch.set_num_threads(2)
+    for _ in range(8):
+        clock.step(tuner)
+    assert torch.get_num_threads() == 2 and tuner.chosen == []
+
+
 def test_a_fixed_count_is_left_alone(monkeypatch):
     tuner, clock = tuner_with(monkeypatch, lambda n: 1.0)
     tuner = ThreadTuner(2)
-    tuner.on_train_start(None, None)
+    tuner.on_train_start(None, ON_CPU)
     torch.set_num_threads(2)
     for _ in range(5):
         clock.step(tuner)

@@ -136,7 +136,8 @@ class ThreadTuner(Callback):
         self.chosen: list[tuple[int, int]] = []  # (global step, count) at each choice
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.counts = candidates(available_cpus()) if self.enabled else []
+        on_cpu = pl_module.device.type == "cpu"  # on a GPU the CPU threads are not what a step waits for
+        self.counts = candidates(available_cpus()) if self.enabled and on_cpu else []
         self.until_probe = 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
