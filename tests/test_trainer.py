@@ -69,3 +69,28 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
         cpuinfo.write_text(f"flags\t\t: {flags}\n")
         monkeypatch.setattr(resolvers, "Path", lambda _, path=cpuinfo: path)
         assert resolvers.native_bf16() is expected
+
+
+def test_a_resumed_attempt_whose_previous_run_the_store_lacks_still_starts(tmp_path, caplog):
+    """checkpoints/ outlives a wiped MLflow store (or one the attempt never logged to): the next attempt resumes,
+    names the missing run and links to it, instead of a traceback (found by a full `dvc repro` on a fresh store)."""
+    import mlflow
+
+    from rnnlab.core.resume import Attempts
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("resume")
+    attempts = Attempts(tmp_path / "ckpt" / "model")
+    attempts.state = {"runs": ["0" * 32]}  # a run of another store
+    new = client.create_run(experiment).info.run_id
+    attempts.start(new, client)
+    assert attempts.runs == ["0" * 32, new]
+    assert client.get_run(new).data.tags["rnnlab.resumed_from"] == "0" * 32
+    assert "is not in this tracking store" in caplog.text
+    # a run the store does hold is still marked KILLED and linked both ways
+    killed = client.create_run(experiment).info.run_id
+    attempts.state = {"runs": [killed]}
+    third = client.create_run(experiment).info.run_id
+    attempts.start(third, client)
+    assert client.get_run(killed).info.status == "KILLED"
+    assert client.get_run(killed).data.tags["rnnlab.resumed_by"] == third

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.core.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
 
 # keys that do not change what is trained (a killed command re-run with another progress bar still resumes)
 NOT_FINGERPRINTED = ("callbacks", "logger", "paths", "stage", "test", "registry", "evaluate", "resume")
@@ -124,12 +128,22 @@ class Attempts:
         return self.state["runs"]
 
     def start(self, run_id: str, client) -> None:
-        """Record a new attempt; a previous one the kill left RUNNING is marked KILLED and linked both ways."""
+        """Record a new attempt; a previous one the kill left RUNNING is marked KILLED and linked both ways. A
+        previous run this tracking store does not hold (the store was wiped, or the attempt logged elsewhere) is
+        only named: the checkpoint resumes all the same."""
         if self.runs:
             previous = self.runs[-1]
-            if client.get_run(previous).info.status == "RUNNING":
-                client.set_terminated(previous, "KILLED")
-            client.set_tag(previous, "rnnlab.resumed_by", run_id)
+            try:
+                status = client.get_run(previous).info.status
+            except MlflowException as e:
+                if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                log.warning("resuming %s: its previous attempt's MLflow run %s is not in this tracking store",
+                            self.dir, previous)
+            else:
+                if status == "RUNNING":
+                    client.set_terminated(previous, "KILLED")
+                client.set_tag(previous, "rnnlab.resumed_by", run_id)
             client.set_tag(run_id, "rnnlab.resumed_from", previous)
         self.state = {"runs": [*self.runs, run_id]}
         write_json(self.file, self.state)
