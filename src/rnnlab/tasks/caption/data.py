@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
+import math
 import re
 import statistics
 import tarfile
@@ -30,13 +32,22 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import lightning as L
 import numpy as np
+import torch
+import torch.nn.functional as F
 from datasets import Dataset, Features, Value, load_from_disk
 from datasets import Sequence as ListOf
+from torch import nn
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.core.checkpoint import RecordsClass
+from rnnlab.core.optim import configure_optimizers
+from rnnlab.data.sampling import PIN_MEMORY
 from rnnlab.data.splits import SPLITS, load_raw, save_splits
 from rnnlab.data.vocab import TokenVocab
 
@@ -368,3 +379,326 @@ def images(ds: Dataset) -> np.ndarray:
     for i, (data, style, codepoints) in enumerate(zip(ds["image"], ds["style"], ds["codepoints"])):
         out[i] = decode_png(data, f"the {style} image of {codepoints}")
     return out
+
+
+def fetch_package(**source: str) -> Path:
+    """`rnnlab pull caption`'s fetch (the spec's ".data:fetch_package"): one entry of params.yaml's
+    tasks.caption.data.source.packages, whose `fetch` key names its source function (see fetch)."""
+    if "fetch" not in source:
+        raise RnnlabError(f"params.yaml: tasks.caption.data.source.packages: the entry of {source.get('package')!r} "
+                          "needs a `fetch` key (npm_tarball or debian_package)")
+    return fetch({k: v for k, v in source.items() if k != "archive"}, archive=source.get("archive") or "")
+
+
+# --- the data module and the model. Here and not in files of their own: the train stage's code dependencies
+# (dvc.yaml, shared by every task) are the task's __init__.py and data.py only, and tests/test_stage_deps.py checks
+# that a stage imports nothing outside its deps.
+
+BOS, EOS = "<s>", "</s>"
+
+
+def pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 RGBA (B, 64, 64, 4) -> float (B, 4, 64, 64) in [0, 1], the colour premultiplied by alpha: a
+    transparent pixel is 0 whatever its stored colour, so padding an image (augmentation) adds transparency."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    return torch.cat([x[:, :3] * x[:, 3:], x[:, 3:]], dim=1)
+
+
+def collate(rows: list[tuple]) -> dict:
+    """(image, token ids, caption, style) rows -> a batch: images uint8 (B, 64, 64, 4), ids (B, T) of
+    `<s> tokens </s>` padded with 0, the captions and styles as lists."""
+    images, tokens, captions, styles = zip(*rows)
+    ids = torch.zeros(len(rows), max(map(len, tokens)), dtype=torch.long)
+    for i, t in enumerate(tokens):
+        ids[i, :len(t)] = torch.as_tensor(t)
+    return {"images": torch.stack(images), "ids": ids, "captions": list(captions), "styles": list(styles)}
+
+
+class CaptionDataModule(L.LightningDataModule):
+    """The processed splits with their images decoded once (uint8, about 120 MB for all of them); the caption
+    ids framed by `<s>` and `</s>`, whose ids follow the vocabulary's (model_kwargs: the model's vocabulary)."""
+
+    def __init__(self, processed_dir: str, batch_size: int = 64, eval_batch_size: int = 256, task: str = "caption"):
+        super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise RnnlabError(f"data.{key} must be a positive integer, got {value!r}")
+        self.task, self.processed_dir = task, Path(processed_dir)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.splits = load_splits(self.processed_dir)
+        try:
+            self.vocab = json.loads((self.processed_dir / "vocab.json").read_text())["tokens"]
+        except (OSError, ValueError, KeyError) as e:
+            raise RnnlabError(f"cannot read {self.processed_dir / 'vocab.json'}: {e}") from e
+        self.bos, self.eos = len(self.vocab), len(self.vocab) + 1
+        self.rows = {s: self._rows(part) for s, part in self.splits.items()}
+
+    def _rows(self, part: Dataset) -> list[tuple]:
+        pictures = torch.from_numpy(images(part))
+        return [(pictures[i], [self.bos, *tokens, self.eos], caption, style)
+                for i, (tokens, caption, style) in enumerate(zip(part["tokens"], part["caption"], part["style"]))]
+
+    def model_kwargs(self) -> dict:
+        return {"task": self.task, "vocab": [*self.vocab, BOS, EOS]}
+
+    def train_dataloader(self):
+        return StatefulDataLoader(self.rows["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
+                                  pin_memory=PIN_MEMORY)
+
+    def loader(self, split: str) -> DataLoader:
+        return DataLoader(self.rows[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
+                          pin_memory=PIN_MEMORY)
+
+    def val_dataloader(self):
+        return self.loader("validation")
+
+    def test_dataloader(self):
+        return self.loader("test")
+
+
+def conv_block(c_in: int, c_out: int, convs: int) -> nn.Sequential:
+    """`convs` 3x3 convolutions (batch norm, ReLU), then 2x2 max pooling: half the grid."""
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                   nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.MaxPool2d(2))
+
+
+CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+
+
+class Captioner(RecordsClass, L.LightningModule):
+    """Show, Attend and Tell (Xu et al. 2015) at emoji size: a CNN trained from scratch whose last feature map (8x8
+    for a 64-pixel image and three blocks) is a grid of annotation vectors; a recurrent cell that, at each word,
+    attends over the grid (additive attention, its context scaled by a gate of the state) and reads the previous
+    word with that context. Teacher forcing in training, with the doubly stochastic penalty that pushes every
+    cell of the grid to be attended about once over the caption; greedy and beam-search decoding.
+
+    Augmentation (training only): a random shift of up to `shift` of the image's half-width and a random zoom
+    by up to `zoom`, one each per image. Both keep the caption true. Flips would not ("left arrow", "right-facing
+    fist"), nor rotations ("up-right arrow"), nor colour changes ("red apple", skin tones)."""
+
+    if TYPE_CHECKING:  # Lightning types hparams AttributeDict | MutableMapping; it is read by attribute here
+        hparams: Any
+
+    def __init__(self, vocab: list[str], task: str = "caption", cell: str = "lstm", embedding_dim: int = 64,
+                 hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.3, nonlinearity: str = "tanh",
+                 impl: str = "torch", channels: list[int] | None = None, convs: list[int] | None = None,
+                 attention_dim: int = 128, attention_penalty: float = 1.0, label_smoothing: float = 0.0,
+                 shift: float = 0.1, zoom: float = 0.1, styles: list[str] | None = None, beam_width: int = 3,
+                 length_penalty: float = 0.0, max_length: int = 20, optimizer: dict | None = None,
+                 scheduler: dict | None = None):
+        super().__init__()
+        channels, convs = list(channels or [32, 64, 128]), list(convs or [1, 2, 2])
+        if cell not in CELLS or num_layers != 1 or impl != "torch":
+            raise RnnlabError(f"the captioner's decoder is one torch cell (lstm, gru or rnn): got model.cell={cell!r}, "
+                              f"model.num_layers={num_layers!r}, model.impl={impl!r}")
+        if len(channels) != len(convs) or not all(isinstance(n, int) and n >= 1 for n in [*channels, *convs]):
+            raise RnnlabError(f"module.channels and module.convs must be lists of positive integers of one length, "
+                              f"got {channels} and {convs}")
+        if BOS not in vocab or EOS not in vocab:
+            raise RnnlabError(f"module.vocab must hold the start and end symbols {BOS} and {EOS}")
+        for key, value in (("beam_width", beam_width), ("max_length", max_length), ("attention_dim", attention_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise RnnlabError(f"module.{key} must be a positive integer, got {value!r}")
+        self.save_hyperparameters()
+        self.bos, self.eos = vocab.index(BOS), vocab.index(EOS)
+        sizes = [4, *channels]
+        self.cnn = nn.Sequential(*(conv_block(a, b, n) for a, b, n in zip(sizes, channels, convs)))
+        features = channels[-1]
+        self.key = nn.Linear(features, attention_dim, bias=False)
+        self.query = nn.Linear(hidden_size, attention_dim)
+        self.score = nn.Linear(attention_dim, 1, bias=False)
+        self.gate = nn.Linear(hidden_size, features)
+        self.init = nn.Linear(features, hidden_size * (2 if cell == "lstm" else 1))
+        self.embedding = nn.Embedding(len(vocab), embedding_dim, padding_idx=0)
+        self.cell = CELLS[cell](embedding_dim + features, hidden_size)
+        self.deep = nn.Linear(hidden_size + features + embedding_dim, hidden_size)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, len(vocab))
+        # never generated: padding, the unknown word and the start symbol
+        self.register_buffer("banned", torch.tensor([0, 1, self.bos]), persistent=False)
+
+    # --- the network
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """uint8 images (B, 64, 64, 4) -> annotation vectors (B, P, C), their attention keys, the first state."""
+        return self.annotate(pixels(images))
+
+    def annotate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        grid = self.cnn(x)
+        feats = grid.flatten(2).transpose(1, 2)  # (B, P, C): one annotation vector per cell of the grid
+        state = torch.tanh(self.init(feats.mean(1)))
+        if self.hparams.cell == "lstm":
+            state = tuple(state.chunk(2, dim=-1))
+        return feats, self.key(feats), state
+
+    def step(self, words: torch.Tensor, state, feats: torch.Tensor, keys: torch.Tensor):
+        """The previous words (B,) -> logits (B, V) of the next, the new state, the attention weights (B, P)."""
+        h = state[0] if isinstance(state, tuple) else state
+        scores = self.score(torch.tanh(keys + self.query(h)[:, None])).squeeze(-1)
+        alpha = torch.softmax(scores.float(), dim=-1).to(feats.dtype)
+        context = torch.sigmoid(self.gate(h)) * (alpha[:, :, None] * feats).sum(1)
+        emb = self.drop(self.embedding(words))
+        state = self.cell(torch.cat([emb, context], dim=-1), state)
+        h = state[0] if isinstance(state, tuple) else state
+        logits = self.out(self.drop(torch.tanh(self.deep(torch.cat([self.drop(h), context, emb], dim=-1)))))
+        return logits, state, alpha
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor):
+        """Teacher forcing: pixels (B, 4, 64, 64) and `<s> words </s>` ids (B, T) -> logits (B, T-1, V) for
+        ids[:, 1:], and the attention weights (B, T-1, P)."""
+        feats, keys, state = self.annotate(x)
+        logits, alphas = [], []
+        for t in range(ids.size(1) - 1):
+            out, state, alpha = self.step(ids[:, t], state, feats, keys)
+            logits.append(out)
+            alphas.append(alpha)
+        return torch.stack(logits, 1), torch.stack(alphas, 1)
+
+    # --- training
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """A random shift and zoom per image (an affine resampling; what moves in from outside is transparent)."""
+        h = self.hparams
+        n = x.size(0)
+        scale = 1 + (2 * torch.rand(n, device=x.device) - 1) * h.zoom
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+        theta[:, :, 2] = (2 * torch.rand(n, 2, device=x.device) - 1) * h.shift
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def losses(self, x: torch.Tensor, ids: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The summed word cross-entropy, the attention penalty and the number of target words."""
+        logits, alphas = self(x, ids)
+        target = ids[:, 1:]
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=0,
+                              label_smoothing=smoothing, reduction="sum")
+        mask = (target != 0).to(alphas.dtype)[:, :, None]
+        penalty = ((1 - (alphas * mask).sum(1)) ** 2).sum(1).mean()
+        return nll, penalty, int(mask.sum())
+
+    def training_step(self, batch, batch_idx):
+        x, ids = pixels(batch["images"]), batch["ids"]
+        if self.hparams.styles:  # a model of some drawing styles only (the cross-style view): the others' rows go
+            keep = torch.tensor([s in self.hparams.styles for s in batch["styles"]], device=ids.device)
+            if not keep.any():
+                return None
+            x, ids = x[keep], ids[keep]
+        if self.hparams.shift or self.hparams.zoom:
+            x = self.augment(x)
+        nll, penalty, words = self.losses(x, ids, self.hparams.label_smoothing)
+        loss = nll / words + self.hparams.attention_penalty * penalty
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at step {self.global_step}")
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(ids))
+        return loss
+
+    def on_validation_epoch_start(self):
+        self._val: dict[str, Any] = {"nll": 0.0, "words": 0, "hyps": [], "refs": []}
+
+    def validation_step(self, batch, batch_idx):
+        nll, _, words = self.losses(pixels(batch["images"]), batch["ids"], 0.0)
+        self._val["nll"] += float(nll)
+        self._val["words"] += words
+        self._val["hyps"] += [self.caption_of(ids) for ids in self.greedy(batch["images"])[0]]
+        self._val["refs"] += batch["captions"]
+
+    def on_validation_epoch_end(self):
+        import sacrebleu
+
+        v = self._val
+        self.log("val_loss", v["nll"] / max(1, v["words"]), prog_bar=True)
+        self.log("val_bleu", sacrebleu.corpus_bleu(v["hyps"], [v["refs"]]).score if v["refs"] else 0.0, prog_bar=True)
+
+    def configure_optimizers(self):
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
+
+    # --- decoding
+    def next_log_probs(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        """Log-probabilities of the next word, never padding, <unk> or <s>; never </s> first (a caption has a word)."""
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp[:, self.banned] = -math.inf
+        if step == 0:
+            logp[:, self.eos] = -math.inf
+        return logp
+
+    @torch.inference_mode()
+    def greedy(self, images: torch.Tensor) -> tuple[list[list[int]], list[float], list[torch.Tensor]]:
+        """Batched greedy decoding: per image the word ids (without </s>), their summed log-probability (with
+        </s>'s) and the attention weights (words + 1, P)."""
+        feats, keys, state = self.encode(images)
+        n = images.size(0)
+        words = torch.full((n,), self.bos, dtype=torch.long, device=feats.device)
+        done = torch.zeros(n, dtype=torch.bool, device=feats.device)
+        out, logps, alphas = [], [], []
+        for step in range(self.hparams.max_length + 1):
+            logits, state, alpha = self.step(words, state, feats, keys)
+            logp = self.next_log_probs(logits, step)
+            best, words = logp.max(-1)
+            out.append(words)
+            logps.append(torch.where(done, torch.zeros_like(best), best))
+            alphas.append(alpha)
+            done |= words == self.eos
+            if done.all():
+                break
+        ids, total, weights = torch.stack(out, 1).tolist(), torch.stack(logps, 1).sum(1).tolist(), torch.stack(alphas, 1)
+        rows = [row[:row.index(self.eos)] if self.eos in row else row for row in ids]
+        return rows, total, [weights[i, :len(r) + 1].float().cpu() for i, r in enumerate(rows)]
+
+    @torch.inference_mode()
+    def beam_search(self, image: torch.Tensor, beam_width: int | None = None, n_best: int = 1):
+        """One image's `n_best` captions by beam search: (word ids without </s>, summed log-probability), best
+        first by log p / length ** length_penalty. A hypothesis is finished when it emits </s>; the search
+        stops once `beam_width` are finished or at max_length words (the live ones then count as they are).
+        At width 1 it is greedy decoding."""
+        k = beam_width or self.hparams.beam_width
+        feats, keys, state = self.encode(image[None])
+        hyps: list[list[int]] = [[]]
+        scores = torch.zeros(1, device=feats.device)
+        finished: list[tuple[float, list[int]]] = []
+        for step in range(self.hparams.max_length + 1):
+            n = len(hyps)
+            last = torch.tensor([h[-1] if h else self.bos for h in hyps], device=feats.device)
+            logits, state, _ = self.step(last, state, feats.expand(n, -1, -1), keys.expand(n, -1, -1))
+            cand = (scores[:, None] + self.next_log_probs(logits, step)).view(-1)
+            top_scores, top = cand.topk(min(2 * k, int(torch.isfinite(cand).sum())))
+            keep: list[tuple[int, int, float]] = []
+            for score, index in zip(top_scores.tolist(), top.tolist()):
+                beam, word = divmod(index, logits.size(-1))
+                if word == self.eos:
+                    finished.append((score, hyps[beam]))
+                    if len(finished) >= k:
+                        break
+                else:
+                    keep.append((beam, word, score))
+                if len(keep) == k:
+                    break
+            if len(finished) >= k or not keep:
+                break
+            if step == self.hparams.max_length:
+                finished += [(s, hyps[b] + [w]) for b, w, s in keep]
+                break
+            index = torch.tensor([b for b, _, _ in keep], device=feats.device)
+            state = tuple(s[index] for s in state) if isinstance(state, tuple) else state[index]
+            hyps = [hyps[b] + [w] for b, w, _ in keep]
+            scores = torch.tensor([s for _, _, s in keep], device=feats.device)
+        alpha = self.hparams.length_penalty
+        ranked = sorted(finished, key=lambda f: -f[0] / (len(f[1]) + 1) ** alpha)
+        return [(ids, score) for score, ids in ranked[:n_best]]
+
+    def caption_of(self, ids: list[int]) -> str:
+        vocab = self.hparams.vocab
+        return detokenize([vocab[i] for i in ids])
+
+    @torch.inference_mode()
+    def captions(self, image: np.ndarray, n_best: int = 3, beam_width: int | None = None) -> list[tuple[str, float]]:
+        """A uint8 RGBA image (64, 64, 4) -> its `n_best` captions with their probabilities."""
+        was_training = self.training
+        self.eval()
+        try:
+            found = self.beam_search(torch.from_numpy(image).to(self.device), max(n_best, beam_width or 0) or None,
+                                     n_best)
+        finally:
+            self.train(was_training)
+        return [(self.caption_of(ids), math.exp(score)) for ids, score in found]
