@@ -252,7 +252,7 @@ def caption(args: list[str]) -> None:
     image = read_file(opts.image)  # before the model loads: bad input fails fast
     model = load_checkpoint(opts.checkpoint, task="caption", kinds=("Captioner",))
     for text, probability in model.captions(image, opts.n, opts.beam):
-        print(f"{probability:.3f} {text}")
+        print(f"{probability:.3g} {text}")  # .3g: an unsure model's probabilities are tiny, not 0.000
 
 
 def gradients(args: list[str]) -> None:

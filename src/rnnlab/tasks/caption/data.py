@@ -1,4 +1,6 @@
-"""Emoji images -> their Unicode names (image captioning): the data side. No model and no data module yet.
+"""Emoji images -> their Unicode names (image captioning): the data, the data module and the model (the model is
+here, not in a file of its own, because the train stage's code dependencies are the task's data.py and
+__init__.py: see the note above CaptionDataModule).
 
 Sources (SOURCES): the 64x64 PNGs of two npm packages, `emoji-datasource-google` (Noto, Apache-2.0) and
 `emoji-datasource-twitter` (Twemoji, CC-BY-4.0), `package/img/<style>/64/<codepoints>.png`, and the human-written
@@ -24,10 +26,13 @@ import io
 import json
 import logging
 import math
+import os
 import re
+import shutil
 import statistics
 import tarfile
 import tempfile
+import urllib.request
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -47,14 +52,15 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import RecordsClass
 from rnnlab.core.optim import configure_optimizers
-from rnnlab.data.sampling import PIN_MEMORY
+from rnnlab.core.sources import debian_cache, sha256_of
+from rnnlab.data.sampling import PIN_MEMORY, ResumableSampler
 from rnnlab.data.splits import SPLITS, load_raw, save_splits
 from rnnlab.data.vocab import TokenVocab
 
 log = logging.getLogger(__name__)
 
-# the pinned archives, as params.yaml's tasks.caption.data.source.packages will list them once the task is
-# registered (with its model); `fetch` names the function that fetches each (see fetch below)
+# the pinned archives, as params.yaml's tasks.caption.data.source.packages lists them (a test checks that they
+# agree); `fetch` names the function that fetches each (see fetch below)
 SOURCES: tuple[dict[str, str], ...] = (
     {"fetch": "npm_tarball", "package": "emoji-datasource-google", "version": "16.0.0",
      "sha256": "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"},
@@ -66,13 +72,79 @@ SOURCES: tuple[dict[str, str], ...] = (
 
 
 def fetch(source: dict[str, str], **replace: str) -> Path:
-    """One of SOURCES fetched and verified by the function its `fetch` names: npm_tarball from .npm (until the
-    task is registered), the others from rnnlab.core.sources; `replace` overrides its keys (sha256, archive)."""
+    """One of SOURCES fetched and verified by the function its `fetch` names: npm_tarball (below: the task's own),
+    the others from rnnlab.core.sources; `replace` overrides its keys (sha256, archive)."""
     from rnnlab.core import sources
-    from rnnlab.tasks.caption import npm
 
-    function = getattr(npm if source["fetch"] == "npm_tarball" else sources, source["fetch"])
+    function = npm_tarball if source["fetch"] == "npm_tarball" else getattr(sources, source["fetch"])
     return function(**{**{k: v for k, v in source.items() if k != "fetch"}, **replace})
+
+
+# --- npm packages (the emoji images), fetched from the registry by URL. Here, in the task's data.py: every DVC
+# stage depends on rnnlab/core, so adding this to rnnlab.core.sources (beside pypi_sdist and debian_package) would
+# re-run the whole pipeline, and the pull stage's code dependencies are the task's __init__.py and data.py.
+
+# Fetched from the registry by URL as the tarball npm itself would download: no node needed, and the pinned
+# sha256 is checked before the file enters the cache or anything reads it.
+NPM_REGISTRY = "https://registry.npmjs.org"
+# the characters of an npm package name (lower case; "@scope/name" for a scoped one) and of a version
+NPM_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._~")
+NPM_VERSION_CHARS = NPM_NAME_CHARS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ+")
+
+
+def npm_name_ok(package: str, version: str) -> bool:
+    """Whether `package` and `version` are a plain npm name and version: nothing that could change the URL or
+    the cache file's path ("..", "?", a second "/")."""
+    scope, _, name = package.rpartition("/")
+    if scope and not scope.startswith("@"):
+        return False
+    names = (scope[1:], name) if scope else (name,)
+    return all(n and n[0] != "." and set(n) <= NPM_NAME_CHARS for n in names) and bool(version) \
+        and version[0] != "." and set(version) <= NPM_VERSION_CHARS
+
+
+def npm_tarball_url(package: str, version: str) -> str:
+    """The registry's tarball of `package` at `version` (a scoped @scope/name's file is named after name only)."""
+    return f"{NPM_REGISTRY}/{package}/-/{package.rpartition('/')[2]}-{version}.tgz"
+
+
+def npm_tarball(package: str, version: str, sha256: str, archive: str | None = None) -> Path:
+    """Return a verified npm tarball (.tgz) of `package` at exactly `version`, from the cache when it holds a
+    verified copy ($RNNLAB_CACHE/npm, beside the Debian packages).
+
+    `archive` names a local copy to use instead (offline tests, mirrors); it must match `sha256` as well.
+    """
+    if not npm_name_ok(package, str(version)):
+        raise RnnlabError(f"not an npm package name and version: {package!r} {version!r}")
+    if archive:
+        path = Path(archive)
+        if not path.is_file():
+            raise RnnlabError(f"archive not found: {path}")
+        _check_npm(path, package, version, sha256)
+        return path
+    cache = debian_cache().parent / "npm"
+    path = cache / f"{package.replace('/', '+')}-{version}.tgz"
+    if path.is_file() and sha256_of(path) == sha256.lower():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    url = npm_tarball_url(package, version)
+    with tempfile.TemporaryDirectory(prefix="rnnlab-npm-", dir=cache) as tmp:
+        tmp_path = Path(tmp) / path.name
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp_path, "wb") as f:
+                shutil.copyfileobj(response, f)
+        except OSError as e:
+            raise RnnlabError(f"cannot download {package}@{version} from {url}: {e}") from e
+        _check_npm(tmp_path, package, version, sha256)
+        os.replace(tmp_path, path)
+    return path
+
+
+def _check_npm(path: Path, package: str, version: str, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise RnnlabError(f"checksum mismatch for npm package {package}@{version} ({path}): expected sha256 {expected}, "
+                          f"got {actual}")
 
 
 EMOJI_TEST = "usr/share/unicode/emoji/emoji-test.txt"
@@ -414,17 +486,40 @@ def collate(rows: list[tuple]) -> dict:
     return {"images": torch.stack(images), "ids": ids, "captions": list(captions), "styles": list(styles)}
 
 
+class LengthBuckets(ResumableSampler):
+    """Batches of captions of similar length: the decoder runs as many steps as a batch's longest caption, so
+    mixing one long caption into short ones makes every row pay for it. Shuffle, cut into pools of `pool`
+    batches, sort each pool by length, cut it into batches, shuffle the batches (a resumed run replays them)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 20):
+        super().__init__()
+        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
+
+    def draw(self) -> list[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), size):
+            chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+
 class CaptionDataModule(L.LightningDataModule):
     """The processed splits with their images decoded once (uint8, about 120 MB for all of them); the caption
     ids framed by `<s>` and `</s>`, whose ids follow the vocabulary's (model_kwargs: the model's vocabulary)."""
 
-    def __init__(self, processed_dir: str, batch_size: int = 64, eval_batch_size: int = 256, task: str = "caption"):
+    def __init__(self, processed_dir: str, batch_size: int = 64, eval_batch_size: int = 256, bucket: bool = True,
+                 task: str = "caption"):
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise RnnlabError(f"data.{key} must be a positive integer, got {value!r}")
         self.task, self.processed_dir = task, Path(processed_dir)
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.batch_size, self.eval_batch_size, self.bucket = batch_size, eval_batch_size, bucket
         self.splits = load_splits(self.processed_dir)
         try:
             self.vocab = json.loads((self.processed_dir / "vocab.json").read_text())["tokens"]
@@ -442,8 +537,12 @@ class CaptionDataModule(L.LightningDataModule):
         return {"task": self.task, "vocab": [*self.vocab, BOS, EOS]}
 
     def train_dataloader(self):
-        return StatefulDataLoader(self.rows["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
-                                  pin_memory=PIN_MEMORY)
+        rows = self.rows["train"]
+        if not self.bucket:
+            return StatefulDataLoader(rows, batch_size=self.batch_size, shuffle=True, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
+                                      pin_memory=PIN_MEMORY)
+        sampler = LengthBuckets([len(row[1]) for row in rows], self.batch_size)
+        return StatefulDataLoader(rows, batch_sampler=sampler, collate_fn=collate, pin_memory=PIN_MEMORY)  # type: ignore[arg-type]  # a list is a map-style dataset
 
     def loader(self, split: str) -> DataLoader:
         return DataLoader(self.rows[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
@@ -456,13 +555,28 @@ class CaptionDataModule(L.LightningDataModule):
         return self.loader("test")
 
 
-def conv_block(c_in: int, c_out: int, convs: int) -> nn.Sequential:
-    """`convs` 3x3 convolutions (batch norm, ReLU), then 2x2 max pooling: half the grid."""
+def conv_block(c_in: int, c_out: int, convs: int, pool: bool) -> nn.Sequential:
+    """`convs` 3x3 convolutions (batch norm, ReLU), then, if `pool`, 2x2 max pooling: half the map."""
     layers: list[nn.Module] = []
     for i in range(convs):
         layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                    nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers, nn.MaxPool2d(2))
+    return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
+
+
+def encoder(channels: list[int], convs: list[int], stem: int, grid: int) -> nn.Sequential:
+    """The CNN: the image folded `stem` x `stem` into channels (space to depth: every pixel kept, a quarter of the
+    positions for stem 2, which is where the convolutions' time goes), then the blocks, each pooling while the
+    map is larger than `grid`."""
+    if SIZE % stem or (SIZE // stem) % grid or (SIZE // stem) // grid > 2 ** len(channels):
+        raise RnnlabError(f"module.stem={stem} and module.grid={grid} do not fit a {SIZE}-pixel image and "
+                          f"{len(channels)} blocks")
+    layers: list[nn.Module] = [nn.PixelUnshuffle(stem)] if stem > 1 else []
+    size, c_in = SIZE // stem, 4 * stem * stem
+    for c_out, n in zip(channels, convs):
+        layers.append(conv_block(c_in, c_out, n, size > grid))
+        size, c_in = (size // 2 if size > grid else size), c_out
+    return nn.Sequential(*layers)
 
 
 CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
@@ -484,13 +598,14 @@ class Captioner(RecordsClass, L.LightningModule):
 
     def __init__(self, vocab: list[str], task: str = "caption", cell: str = "lstm", embedding_dim: int = 64,
                  hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.3, nonlinearity: str = "tanh",
-                 impl: str = "torch", channels: list[int] | None = None, convs: list[int] | None = None,
+                 impl: str = "torch", channels: list[int] | None = None, convs: list[int] | None = None, stem: int = 2,
+                 grid: int = 8,
                  attention_dim: int = 128, attention_penalty: float = 1.0, label_smoothing: float = 0.0,
                  shift: float = 0.1, zoom: float = 0.1, styles: list[str] | None = None, beam_width: int = 3,
                  length_penalty: float = 0.0, max_length: int = 20, optimizer: dict | None = None,
                  scheduler: dict | None = None):
         super().__init__()
-        channels, convs = list(channels or [32, 64, 128]), list(convs or [1, 2, 2])
+        channels, convs = list(channels or [32, 64, 128]), list(convs or [2, 2, 2])
         if cell not in CELLS or num_layers != 1 or impl != "torch":
             raise RnnlabError(f"the captioner's decoder is one torch cell (lstm, gru or rnn): got model.cell={cell!r}, "
                               f"model.num_layers={num_layers!r}, model.impl={impl!r}")
@@ -504,8 +619,7 @@ class Captioner(RecordsClass, L.LightningModule):
                 raise RnnlabError(f"module.{key} must be a positive integer, got {value!r}")
         self.save_hyperparameters()
         self.bos, self.eos = vocab.index(BOS), vocab.index(EOS)
-        sizes = [4, *channels]
-        self.cnn = nn.Sequential(*(conv_block(a, b, n) for a, b, n in zip(sizes, channels, convs)))
+        self.cnn = encoder(channels, convs, stem, grid)
         features = channels[-1]
         self.key = nn.Linear(features, attention_dim, bias=False)
         self.query = nn.Linear(hidden_size, attention_dim)
@@ -518,7 +632,7 @@ class Captioner(RecordsClass, L.LightningModule):
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, len(vocab))
         # never generated: padding, the unknown word and the start symbol
-        self.register_buffer("banned", torch.tensor([0, 1, self.bos]), persistent=False)
+        self.banned = [0, 1, self.bos]
 
     # --- the network
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -528,9 +642,8 @@ class Captioner(RecordsClass, L.LightningModule):
     def annotate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
         grid = self.cnn(x)
         feats = grid.flatten(2).transpose(1, 2)  # (B, P, C): one annotation vector per cell of the grid
-        state = torch.tanh(self.init(feats.mean(1)))
-        if self.hparams.cell == "lstm":
-            state = tuple(state.chunk(2, dim=-1))
+        first = torch.tanh(self.init(feats.mean(1)))
+        state = tuple(first.chunk(2, dim=-1)) if self.hparams.cell == "lstm" else first
         return feats, self.key(feats), state
 
     def step(self, words: torch.Tensor, state, feats: torch.Tensor, keys: torch.Tensor):
@@ -616,8 +729,11 @@ class Captioner(RecordsClass, L.LightningModule):
 
     # --- decoding
     def next_log_probs(self, logits: torch.Tensor, step: int) -> torch.Tensor:
-        """Log-probabilities of the next word, never padding, <unk> or <s>; never </s> first (a caption has a word)."""
+        """Log-probabilities of the next word, never padding, <unk> or <s>; never </s> first (a caption has a word),
+        only </s> after max_length words (greedy and beam search end every caption the same way)."""
         logp = torch.log_softmax(logits.float(), dim=-1)
+        if step >= self.hparams.max_length:
+            return torch.where(torch.arange(logp.size(-1), device=logp.device) == self.eos, logp, -math.inf)
         logp[:, self.banned] = -math.inf
         if step == 0:
             logp[:, self.eos] = -math.inf
@@ -649,9 +765,9 @@ class Captioner(RecordsClass, L.LightningModule):
     @torch.inference_mode()
     def beam_search(self, image: torch.Tensor, beam_width: int | None = None, n_best: int = 1):
         """One image's `n_best` captions by beam search: (word ids without </s>, summed log-probability), best
-        first by log p / length ** length_penalty. A hypothesis is finished when it emits </s>; the search
-        stops once `beam_width` are finished or at max_length words (the live ones then count as they are).
-        At width 1 it is greedy decoding."""
+        first by log p / (words + 1) ** length_penalty. A hypothesis is finished when it emits </s> (which it must
+        after max_length words); the search stops once `beam_width` are finished. At width 1 it is greedy
+        decoding."""
         k = beam_width or self.hparams.beam_width
         feats, keys, state = self.encode(image[None])
         hyps: list[list[int]] = [[]]
@@ -674,10 +790,7 @@ class Captioner(RecordsClass, L.LightningModule):
                     keep.append((beam, word, score))
                 if len(keep) == k:
                     break
-            if len(finished) >= k or not keep:
-                break
-            if step == self.hparams.max_length:
-                finished += [(s, hyps[b] + [w]) for b, w, s in keep]
+            if len(finished) >= k or not keep:  # at max_length words every candidate is </s>: none kept
                 break
             index = torch.tensor([b for b, _, _ in keep], device=feats.device)
             state = tuple(s[index] for s in state) if isinstance(state, tuple) else state[index]
