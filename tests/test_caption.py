@@ -107,8 +107,22 @@ def test_a_style_only_model_trains_on_its_style_alone(monkeypatch):
     assert model.training_step(batch, 0) is None  # nothing of its style in the batch: the step is skipped
     model.eval()  # no dropout or batch statistics: the losses are comparable
     mixed = model.training_step({**batch, "styles": ["google", "twitter"]}, 0)
-    nll, _, words = model.losses(C.pixels(images[:1]), ids[:1], 0.0)
-    assert words == 2 and mixed.item() == pytest.approx((nll / words).item(), rel=1e-5)  # the Google row alone
+    nll, _, words, bag = model.losses(C.pixels(images[:1]), ids[:1], 0.0)
+    # the Google row alone
+    assert words == 2 and bag.item() == 0 and mixed.item() == pytest.approx((nll / words).item(), rel=1e-5)
+
+
+def test_the_bag_of_words_loss_counts_the_caption_words_only():
+    model = tiny(word_loss=1.0)
+    ids = torch.tensor([[VOCAB.index(C.BOS), 3, 4, VOCAB.index(C.EOS), 0]])
+    with torch.no_grad():
+        model.words.weight.zero_()
+        model.words.bias.fill_(-20.0)
+        model.words.bias[[3, 4]] = 20.0  # predicts exactly "red" and "apple"
+    assert model.losses(C.pixels(random_images(1)), ids, 0.0)[3].item() < 1e-6
+    with torch.no_grad():
+        model.words.bias[4] = -20.0  # misses "apple"
+    assert model.losses(C.pixels(random_images(1)), ids, 0.0)[3].item() == pytest.approx(20.0, abs=1e-3)
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -600,7 +600,8 @@ class Captioner(RecordsClass, L.LightningModule):
                  hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.3, nonlinearity: str = "tanh",
                  impl: str = "torch", channels: list[int] | None = None, convs: list[int] | None = None, stem: int = 2,
                  grid: int = 8,
-                 attention_dim: int = 128, attention_penalty: float = 1.0, label_smoothing: float = 0.0,
+                 attention_dim: int = 128, attention_penalty: float = 1.0, word_loss: float = 0.0,
+                 label_smoothing: float = 0.0,
                  shift: float = 0.1, zoom: float = 0.1, styles: list[str] | None = None, beam_width: int = 3,
                  length_penalty: float = 0.0, max_length: int = 20, optimizer: dict | None = None,
                  scheduler: dict | None = None):
@@ -631,6 +632,9 @@ class Captioner(RecordsClass, L.LightningModule):
         self.deep = nn.Linear(hidden_size + features + embedding_dim, hidden_size)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, len(vocab))
+        # the auxiliary bag-of-words head (training only): which words the caption holds, from the mean annotation
+        # vector; a direct signal to the CNN while the decoder still leans on its language model
+        self.words = nn.Linear(features, len(vocab)) if word_loss else None
         # never generated: padding, the unknown word and the start symbol
         self.banned = [0, 1, self.bos]
 
@@ -661,13 +665,16 @@ class Captioner(RecordsClass, L.LightningModule):
     def forward(self, x: torch.Tensor, ids: torch.Tensor):
         """Teacher forcing: pixels (B, 4, 64, 64) and `<s> words </s>` ids (B, T) -> logits (B, T-1, V) for
         ids[:, 1:], and the attention weights (B, T-1, P)."""
+        return self.teacher_forced(x, ids)[:2]
+
+    def teacher_forced(self, x: torch.Tensor, ids: torch.Tensor):
         feats, keys, state = self.annotate(x)
         logits, alphas = [], []
         for t in range(ids.size(1) - 1):
             out, state, alpha = self.step(ids[:, t], state, feats, keys)
             logits.append(out)
             alphas.append(alpha)
-        return torch.stack(logits, 1), torch.stack(alphas, 1)
+        return torch.stack(logits, 1), torch.stack(alphas, 1), feats
 
     # --- training
     def augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -681,15 +688,22 @@ class Captioner(RecordsClass, L.LightningModule):
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    def losses(self, x: torch.Tensor, ids: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """The summed word cross-entropy, the attention penalty and the number of target words."""
-        logits, alphas = self(x, ids)
+    def losses(self, x: torch.Tensor, ids: torch.Tensor, smoothing: float):
+        """The summed word cross-entropy, the attention penalty, the number of target words and the bag-of-words
+        loss (0 without its head)."""
+        logits, alphas, feats = self.teacher_forced(x, ids)
         target = ids[:, 1:]
         nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=0,
                               label_smoothing=smoothing, reduction="sum")
         mask = (target != 0).to(alphas.dtype)[:, :, None]
-        penalty = ((1 - (alphas * mask).sum(1)) ** 2).sum(1).mean()
-        return nll, penalty, int(mask.sum())
+        # mean over the grid's cells (Xu et al. sum them): the same weight whatever the grid's size
+        penalty = ((1 - (alphas * mask).sum(1)) ** 2).mean()
+        bag = torch.zeros((), device=x.device)
+        if self.words is not None:
+            present = torch.zeros(len(ids), self.words.out_features, device=x.device).scatter_(1, target, 1.0)
+            present[:, [0, self.eos]] = 0.0  # padding and </s> are not words of the caption
+            bag = F.binary_cross_entropy_with_logits(self.words(feats.mean(1)).float(), present, reduction="sum") / len(ids)
+        return nll, penalty, int(mask.sum()), bag
 
     def training_step(self, batch, batch_idx):
         x, ids = pixels(batch["images"]), batch["ids"]
@@ -700,8 +714,8 @@ class Captioner(RecordsClass, L.LightningModule):
             x, ids = x[keep], ids[keep]
         if self.hparams.shift or self.hparams.zoom:
             x = self.augment(x)
-        nll, penalty, words = self.losses(x, ids, self.hparams.label_smoothing)
-        loss = nll / words + self.hparams.attention_penalty * penalty
+        nll, penalty, words, bag = self.losses(x, ids, self.hparams.label_smoothing)
+        loss = nll / words + self.hparams.attention_penalty * penalty + self.hparams.word_loss * bag
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at step {self.global_step}")
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(ids))
@@ -711,7 +725,7 @@ class Captioner(RecordsClass, L.LightningModule):
         self._val: dict[str, Any] = {"nll": 0.0, "words": 0, "hyps": [], "refs": []}
 
     def validation_step(self, batch, batch_idx):
-        nll, _, words = self.losses(pixels(batch["images"]), batch["ids"], 0.0)
+        nll, _, words, _ = self.losses(pixels(batch["images"]), batch["ids"], 0.0)
         self._val["nll"] += float(nll)
         self._val["words"] += words
         self._val["hyps"] += [self.caption_of(ids) for ids in self.greedy(batch["images"])[0]]
