@@ -78,6 +78,15 @@ def test_teacher_forcing_and_stepwise_decoding_agree():
         assert torch.allclose(step, logits[:, t], atol=1e-5) and torch.allclose(alpha, alphas[:, t], atol=1e-6)
 
 
+def test_colours_add_each_cells_mean_colour_to_its_annotation_vector():
+    model = tiny(colours=True)
+    images = random_images(2)
+    feats, _, _ = model.encode(images)
+    assert feats.shape == (2, 64, 8 + 4)
+    cell = C.pixels(images)[:, :, :8, :8].mean((2, 3))  # the top-left 8x8 pixels: the grid's first cell
+    assert torch.allclose(feats[:, 0, -4:], cell, atol=1e-6)
+
+
 def test_transparent_pixels_colour_does_not_count():
     images = random_images(2)
     images[:, :, :, 3] = 0

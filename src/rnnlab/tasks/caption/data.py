@@ -601,7 +601,7 @@ class Captioner(RecordsClass, L.LightningModule):
                  impl: str = "torch", channels: list[int] | None = None, convs: list[int] | None = None, stem: int = 2,
                  grid: int = 8,
                  attention_dim: int = 128, attention_penalty: float = 1.0, word_loss: float = 0.0,
-                 label_smoothing: float = 0.0,
+                 label_smoothing: float = 0.0, colours: bool = False,
                  shift: float = 0.1, zoom: float = 0.1, styles: list[str] | None = None, beam_width: int = 3,
                  length_penalty: float = 0.0, max_length: int = 20, optimizer: dict | None = None,
                  scheduler: dict | None = None):
@@ -621,7 +621,9 @@ class Captioner(RecordsClass, L.LightningModule):
         self.save_hyperparameters()
         self.bos, self.eos = vocab.index(BOS), vocab.index(EOS)
         self.cnn = encoder(channels, convs, stem, grid)
-        features = channels[-1]
+        # colours: each annotation vector also holds the mean premultiplied RGBA of its cell of the image, so the
+        # skin tone (a caption's last words in half the data) is there from the first step, not learnt by the CNN
+        features = channels[-1] + (4 if colours else 0)
         self.key = nn.Linear(features, attention_dim, bias=False)
         self.query = nn.Linear(hidden_size, attention_dim)
         self.score = nn.Linear(attention_dim, 1, bias=False)
@@ -645,6 +647,8 @@ class Captioner(RecordsClass, L.LightningModule):
 
     def annotate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
         grid = self.cnn(x)
+        if self.hparams.colours:
+            grid = torch.cat([grid, F.adaptive_avg_pool2d(x, grid.shape[-2:])], dim=1)
         feats = grid.flatten(2).transpose(1, 2)  # (B, P, C): one annotation vector per cell of the grid
         first = torch.tanh(self.init(feats.mean(1)))
         state = tuple(first.chunk(2, dim=-1)) if self.hparams.cell == "lstm" else first
