@@ -60,6 +60,10 @@ class Files:
     def metrics(self, task: str) -> dict:
         return self.json(f"metrics/{task}.json")
 
+    def has(self, rel: str) -> bool:
+        """Whether the checkout holds `rel`: a task registered but not yet run by the pipeline has no metrics."""
+        return (self.root / rel).is_file()
+
     def csv(self, rel: str) -> list[dict[str, str]]:
         if rel not in self._cache:
             try:
@@ -177,6 +181,10 @@ def headline(f: Files) -> str:
     rows = []
     for name in tasks.names():
         t = tasks.get(name)
+        if not f.has(f"metrics/{name}.json"):
+            rows.append([f"[`{name}`]({PAGES[name]})", t.shape, f"`{t.metric}` ({direction(t.higher_is_better)})",
+                         f"not run yet (`dvc repro evaluate@{name}`)", ", ".join(b.replace("_", " ") for b in t.baselines)])
+            continue
         scores = f.metrics(name)
         path = path_of(scores, t.metric)
         # over the seeds of the seeds stage where it trained more than one; else the one run, spread 0
@@ -522,7 +530,31 @@ def gradients_exploding(f: Files) -> str:
     return f"{first}; {second}."
 
 
+CAPTION_VIEWS = (("full", "full test"), ("no_skin_tone", "no skin tone"), ("cross_style", "across styles"))
+
+
+def caption(f: Files) -> str:
+    """The captioner (beam search and greedy) beside the two baselines in the three views: BLEU-4 / ROUGE-L / exact."""
+    if not f.has("metrics/caption.json"):
+        return "No `metrics/caption.json` yet: the pipeline has not run the task (`dvc repro evaluate@caption`)."
+    m = f.metrics("caption")
+
+    def cell(s: dict) -> str:
+        return f"{fmt(s['bleu'])} / {fmt(s['rouge_l'])} / {fmt(s['exact'])}"
+
+    test = m["test"]
+    rows = [["captioner, beam search (width " + str(test["beam_width"]) + ")"]
+            + [cell(test[v]) for v, _ in CAPTION_VIEWS],
+            ["captioner, greedy"] + [f"{fmt(test[v]['bleu_greedy'])} / – / {fmt(test[v]['exact_greedy'])}"
+                                     for v, _ in CAPTION_VIEWS],
+            ["nearest neighbour, 32×32 pixels"] + [cell(m["baseline"]["nearest"][v]) for v, _ in CAPTION_VIEWS],
+            ["constant caption"] + [cell(m["baseline"]["constant"][v]) for v, _ in CAPTION_VIEWS]]
+    header = ["test (BLEU-4 / ROUGE-L / exact %)"] + [f"{name} ({spaced(test[v]['n'])})" for v, name in CAPTION_VIEWS]
+    return table(header, rows)
+
+
 GENERATORS: dict[str, Callable[[Files], str]] = {
+    "caption": caption,
     "headline": headline,
     "highlights": highlights,
     "translate-full": translate_full,
@@ -557,6 +589,7 @@ PAGES = {
     "forecast": "docs/tasks/forecasting.md",
     "translate": "docs/tasks/translation.md",
     "speech": "docs/tasks/speech.md",
+    "caption": "docs/tasks/captioning.md",
 }
 
 

@@ -37,6 +37,17 @@ TRANSLATE_SLICES = [
 SPEECH_SLICE = (ROOT / "tests" / "fixtures" / "gcin-voice_0~20170223-3_all-slice.deb",
                 "ed343458a44b1ba7c32938dbfc8f23f6ea80c80f911314e74af60a07ff100f86")
 
+# the caption task's archives (params.yaml's order: the two npm tarballs, the Debian package), sliced by
+# tests/fixtures/make_caption_fixtures.py: 42 emoji of 32 groups (and two images without a name), both styles
+CAPTION_SLICES = [
+    (ROOT / "tests" / "fixtures" / "emoji-datasource-google-16.0.0-slice.tgz",
+     "5a742c04ea89867c89ef91adcf724cf97d0dba05f9a4117175c45384b99cd98e"),
+    (ROOT / "tests" / "fixtures" / "emoji-datasource-twitter-16.0.0-slice.tgz",
+     "4999bb0681707bf23ecfdf61bd0fb5ccea4ab8fd206058962e70b5e48b4e7ae7"),
+    (ROOT / "tests" / "fixtures" / "unicode-data_15.0.0-1_all-slice.deb",
+     "31f0e1fb4343e670963b1ce1485ea90493111817f21e4c1e7abf7cbc83f153cf"),
+]
+
 # the summarization task's two Debian index files (not registered yet: no params.yaml entry), sliced by
 # tests/fixtures/make_summarize_fixtures.py: every binary package of 303 source packages, in the order and with the
 # paths of rnnlab.tasks.summarize.data.SOURCES
@@ -95,6 +106,8 @@ def slice_params(**changes) -> dict:
         package.update(archive=str(archive), sha256=sha256)
     params["tasks"]["speech"]["data"]["source"]["packages"][0].update(archive=str(SPEECH_SLICE[0]),
                                                                       sha256=SPEECH_SLICE[1])
+    for package, (archive, sha256) in zip(params["tasks"]["caption"]["data"]["source"]["packages"], CAPTION_SLICES):
+        package.update(archive=str(archive), sha256=sha256)
     # the slice's books: Gen, Ruth, Ps, Jonah, 2John, 3John train; Obadiah validation; Philemon test
     translate.update(splits={"validation": ["Obad"], "test": ["Phlm"]}, vocab_size=300)
     params["tasks"]["charlm"]["data"].update(changes)

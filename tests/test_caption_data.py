@@ -1,4 +1,4 @@
-"""Image captioning, the data side (rnnlab.tasks.caption: not a registered task yet, it has no model): the npm
+"""Image captioning, the data side (rnnlab.tasks.caption.data; the model: tests/test_caption.py): the npm
 tarballs and the Debian package fetched and checked, each emoji image paired with its Unicode name, the split by
 group (tone variants and both drawing styles together), the caption words and their train-only vocabulary, bad
 archives and images named, and the two baselines. Offline, on the slices of tests/fixtures/make_caption_fixtures.py:
@@ -19,21 +19,13 @@ from rnnlab.core import sources
 from rnnlab.data.vocab import TokenVocab
 from rnnlab.tasks.caption import baselines as B
 from rnnlab.tasks.caption import data as C
-from rnnlab.tasks.caption import npm
 
+from conftest import CAPTION_SLICES as CONFTEST_SLICES
 from conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
-# the caption task's archives, sliced by tests/fixtures/make_caption_fixtures.py: package -> (path, sha256). Here
-# and not in conftest.py's slice_params while the task has no params.yaml entry (it is not registered)
-CAPTION_SLICES = {
-    "emoji-datasource-google": (FIXTURES / "emoji-datasource-google-16.0.0-slice.tgz",
-                                "5a742c04ea89867c89ef91adcf724cf97d0dba05f9a4117175c45384b99cd98e"),
-    "emoji-datasource-twitter": (FIXTURES / "emoji-datasource-twitter-16.0.0-slice.tgz",
-                                 "4999bb0681707bf23ecfdf61bd0fb5ccea4ab8fd206058962e70b5e48b4e7ae7"),
-    "unicode-data": (FIXTURES / "unicode-data_15.0.0-1_all-slice.deb",
-                     "31f0e1fb4343e670963b1ce1485ea90493111817f21e4c1e7abf7cbc83f153cf"),
-}
+# the caption task's archives (conftest.CAPTION_SLICES): package -> (path, sha256)
+CAPTION_SLICES = {source["package"]: slice_ for source, slice_ in zip(C.SOURCES, CONFTEST_SLICES)}
 SLICE_EMOJI, SLICE_GROUPS = 42, 32
 SKIN_TONES = ("1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff")
 
@@ -275,9 +267,9 @@ def test_archives_without_names_or_images_are_refused(tmp_path):
 
 def test_npm_checksum_mismatch_names_package_version_and_both_hashes():
     path, good = CAPTION_SLICES["emoji-datasource-google"]
-    assert npm.npm_tarball("emoji-datasource-google", "16.0.0", good, archive=str(path)) == path
+    assert C.npm_tarball("emoji-datasource-google", "16.0.0", good, archive=str(path)) == path
     with pytest.raises(RnnlabError) as e:
-        npm.npm_tarball("emoji-datasource-google", "16.0.0", "0" * 64, archive=str(path))
+        C.npm_tarball("emoji-datasource-google", "16.0.0", "0" * 64, archive=str(path))
     message = str(e.value)
     assert "emoji-datasource-google@16.0.0" in message and "0" * 64 in message and good in message
     assert "\n" not in message
@@ -292,26 +284,31 @@ def test_npm_tarball_is_downloaded_by_url_verified_and_cached(tmp_path, monkeypa
         urls.append(url)
         return io.BytesIO(path.read_bytes())
 
-    monkeypatch.setattr(npm.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(C.urllib.request, "urlopen", fake_urlopen)
     with pytest.raises(RnnlabError, match="checksum mismatch for npm package emoji-datasource-twitter@16.0.0"):
-        npm.npm_tarball("emoji-datasource-twitter", "16.0.0", "f" * 64)
+        C.npm_tarball("emoji-datasource-twitter", "16.0.0", "f" * 64)
     assert not list((tmp_path / "cache" / "npm").glob("*.tgz"))  # a bad download never enters the cache
-    cached = npm.npm_tarball("emoji-datasource-twitter", "16.0.0", good)
+    cached = C.npm_tarball("emoji-datasource-twitter", "16.0.0", good)
     assert cached == tmp_path / "cache" / "npm" / "emoji-datasource-twitter-16.0.0.tgz"
-    assert npm.npm_tarball("emoji-datasource-twitter", "16.0.0", good) == cached  # no second download
+    assert C.npm_tarball("emoji-datasource-twitter", "16.0.0", good) == cached  # no second download
     assert urls == ["https://registry.npmjs.org/emoji-datasource-twitter/-/emoji-datasource-twitter-16.0.0.tgz"] * 2
-    assert npm.npm_tarball_url("@scope/pkg", "1.0.0") == "https://registry.npmjs.org/@scope/pkg/-/pkg-1.0.0.tgz"
+    assert C.npm_tarball_url("@scope/pkg", "1.0.0") == "https://registry.npmjs.org/@scope/pkg/-/pkg-1.0.0.tgz"
     for package, version in (("../etc", "1.0.0"), ("a/b/c", "1.0.0"), ("Pkg", "1.0.0"), ("pkg", "1.0?x"), ("pkg", "")):
         with pytest.raises(RnnlabError, match="not an npm package name and version"):
-            npm.npm_tarball(package, version, good)
+            C.npm_tarball(package, version, good)
     shutil.rmtree(tmp_path / "cache")
 
 
-def test_caption_is_not_a_registered_task_yet():
-    """No model, so no spec: discovery imports the package and finds nothing to list or stage."""
-    assert "caption" not in tasks.names()
-    with pytest.raises(RnnlabError, match="unknown task 'caption'"):
-        tasks.get("caption")
+def test_caption_is_registered_and_params_pin_the_same_sources():
+    """params.yaml's packages are data.SOURCES, each with its `fetch`; the spec fetches through data.py."""
+    import yaml
+
+    task = tasks.get("caption")
+    assert task.fetch == ".data:fetch_package" and task.resolve(task.fetch) is C.fetch_package
+    packages = yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"]["caption"]["data"]["source"]["packages"]
+    assert [{k: v for k, v in p.items() if k != "archive"} for p in packages] == list(C.SOURCES)
+    with pytest.raises(RnnlabError, match="the entry of 'unicode-data' needs a `fetch` key"):
+        C.fetch_package(package="unicode-data", version="15.0.0-1", sha256="0" * 64)
 
 
 # --- baselines

@@ -11,7 +11,7 @@ def test_help_lists_every_command(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["fly"], "unknown command 'fly'"),
-    (["pull", "weather"], "unknown task 'weather'; choose one of charlm"),
+    (["pull", "weather"], "unknown task 'weather'; choose one of caption, charlm"),
     (["preprocess", "charlm", "--params", "/nonexistent/params.yaml"], "cannot read /nonexistent/params.yaml"),
 ])
 def test_bad_commands_exit_2_with_a_named_problem(argv, message, capsys):

@@ -46,5 +46,5 @@ def test_every_task_has_a_data_section_and_a_bad_key_is_named(workdir):
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(RnnlabError, match="tasks.surname.data: .*'min_nmes'"):
         stages.preprocess("surname")
-    with pytest.raises(RnnlabError, match="unknown task 'sentimental'; choose one of charlm, forecast, sentiment"):
+    with pytest.raises(RnnlabError, match="unknown task 'sentimental'; choose one of caption, charlm, forecast, sentiment"):
         stages.pull("sentimental")

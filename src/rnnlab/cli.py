@@ -33,6 +33,7 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   predict TASK INPUT        classify one raw input: sentiment TEXT | surname NAME | speaker FILE.csv | ...
   translate SENTENCE        English -> Spanish with the trained translator (--beam N, --checkpoint PATH)
   transcribe FILE           a recorded Mandarin syllable (wav, ogg, flac) -> its phones, zhuyin, pinyin
+  caption IMAGE             an image (PNG, JPEG; an emoji) -> its best captions with their probabilities
   gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
   gradients report          gradient lab metrics, plots and figures (DVC stage)
@@ -269,6 +270,25 @@ def transcribe(args: list[str]) -> None:
     print(f"{'confidence':<11} {out['confidence']:.3f}")
 
 
+def caption(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab caption", description="Caption one image with the trained captioner.")
+    parser.add_argument("image", help="a PNG or JPEG file; not 64x64: scaled to fit, grey, palette or no alpha: "
+                                      "converted to RGBA")
+    parser.add_argument("-n", type=int, default=3, help="captions to print, best first (default: %(default)s)")
+    parser.add_argument("--beam", type=int, default=None, help="beam width, at least -n (default: the model's)")
+    parser.add_argument("--checkpoint", default="models/caption/model.ckpt", help="default: the pipeline's model")
+    opts = parser.parse_args(args)
+    if opts.n < 1 or (opts.beam is not None and opts.beam < 1):
+        parser.error(f"-n and --beam must be >= 1, got {opts.n} and {opts.beam}")
+    from rnnlab.tasks import load_checkpoint
+    from rnnlab.tasks.caption.serve import read_file
+
+    image = read_file(opts.image)  # before the model loads: bad input fails fast
+    model = load_checkpoint(opts.checkpoint, task="caption", kinds=("Captioner",))
+    for text, probability in model.captions(image, opts.n, opts.beam):
+        print(f"{probability:.3g} {text}")  # .3g: an unsure model's probabilities are tiny, not 0.000
+
+
 def gradients(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab gradients", description="The gradient lab's DVC stages.")
     parser.add_argument("experiment", choices=["adding", "exploding", "report"])
@@ -353,7 +373,7 @@ def fail(error: Exception) -> None:
 
 
 COMMANDS = {"generate": generate, "predict": predict, "translate": translate, "transcribe": transcribe,
-            "gradients": gradients, "compare": compare, "serve": serve, "tasks": list_tasks}
+            "caption": caption, "gradients": gradients, "compare": compare, "serve": serve, "tasks": list_tasks}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -307,7 +307,7 @@ SURNAME_CKPT = "models/surname/model.ckpt"
     ("too-long-sentiment", ["predict", "sentiment", "good " * 501, "--checkpoint", "{sentiment}"],
      "input of 501 words is too long for sentiment: at most 500"),
     ("unknown-command", ["fly"], "unknown command 'fly'"),
-    ("unknown-task-pull", ["pull", "nope"], "unknown task 'nope'; choose one of charlm"),
+    ("unknown-task-pull", ["pull", "nope"], "unknown task 'nope'; choose one of caption, charlm"),
     ("missing-argument-predict", ["predict", "surname"], "the following arguments are required: input"),
     ("missing-argument-preprocess", ["preprocess"], "the following arguments are required: task"),
     ("nan-temperature", ["generate", "--temperature", "nan"], "--temperature must be >= 0 and finite, got nan"),

