@@ -30,10 +30,22 @@ def need(params: dict, key: str, task: str):
     return node
 
 
+def fetcher(spec: tasks.Task):
+    """The spec's fetch function: a name in rnnlab.core.sources, or a "module:function" reference (".data:fetch"
+    in the task's own package) for a task whose archive comes from a source no other task uses."""
+    if ":" in spec.fetch:
+        return spec.resolve(spec.fetch)
+    try:
+        return getattr(sources, spec.fetch)
+    except AttributeError as e:
+        raise RnnlabError(f"task {spec.name}: fetch {spec.fetch!r} is neither a function of rnnlab.core.sources nor a "
+                          f"\"module:function\" reference") from e
+
+
 def pull(task: str, params_file: str | Path = "params.yaml") -> None:
     p = task_params(task, params_file)
     spec = tasks.get(task)
-    fetch = getattr(sources, spec.fetch)
+    fetch = fetcher(spec)
     if "packages" in need(p, "source", task):  # several archives: read_archive gets the list of their paths
         archive = [fetch(**package) for package in need(p, "source.packages", task)]
     else:
