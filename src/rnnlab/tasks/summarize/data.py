@@ -30,7 +30,7 @@ import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -44,7 +44,6 @@ from rnnlab.core.io import atomic_path, write_json
 from rnnlab.core.sources import debian_cache, sha256_of
 from rnnlab.data.sampling import PIN_MEMORY, ResumableSampler
 from rnnlab.data.subwords import BOS, EOS, PAD, UNK, collate, load_sentencepiece
-from rnnlab.shapes.seq2seq import Seq2SeqTranslator
 
 SPLITS = ("train", "validation", "test")
 # Debian 12.15: both hashes are listed in that release's InRelease. The live path serves the newest point
@@ -430,7 +429,27 @@ class SummaryDataModule(L.LightningDataModule):
         return self._eval_loader("test")
 
 
-class PointerGenerator(Seq2SeqTranslator):
+if TYPE_CHECKING:  # the type checker sees the translator's attributes; at run time the base is added on first use
+    from rnnlab.shapes.seq2seq import Seq2SeqTranslator as _Translator  # stage-deps: not run by any stage (types only)
+else:
+    _Translator = object
+
+
+def __getattr__(name: str):
+    """PointerGenerator, built on first use (PEP 562): the mixin below over the translator of rnnlab.shapes, which
+    the pull and preprocess stages import this module without running, and do not depend on (dvc.yaml). The
+    train stage, which builds it, depends on rnnlab.shapes and on this file, where its code is."""
+    if name == "PointerGenerator":
+        from rnnlab.shapes.seq2seq import Seq2SeqTranslator  # stage-deps: not run by the pull and preprocess stages
+
+        cls = type("PointerGenerator", (PointerGeneratorMixin, Seq2SeqTranslator),
+                   {"__module__": __name__, "__qualname__": "PointerGenerator", "__doc__": PointerGeneratorMixin.__doc__})
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class PointerGeneratorMixin(_Translator):
     """The translator's encoder-decoder (rnnlab.shapes.seq2seq: bidirectional encoder, recurrent decoder, Luong or
     Bahdanau attention, teacher forcing) with a pointer-generator copy switch (See et al. 2017): at each step
     p_gen = sigmoid(w . [context; decoder output; input embedding]) mixes the vocabulary distribution with the
