@@ -453,6 +453,35 @@ def translate_full_curve(f: Files) -> str:
 SERIES = {"co2": "CO2 (ppmv, 53 months)", "sunspots": "sunspots (31 years)"}
 
 
+def summarize(f: Files) -> str:
+    m = f.metrics("summarize")
+    t, v, base = m["test"], m["val"], m["baseline"]
+
+    def row(name: str, s: dict, bold: bool = False, suffix: str = "") -> list[str]:
+        cells = [fmt(s[f"{k}{suffix}"]) for k in ("rouge1", "rouge2", "rougeL", "bleu")]
+        return [name, *(f"**{c}**" for c in cells)] if bold else [name, *cells]
+
+    n, nv = spaced(t["pairs"]), spaced(v["pairs"])
+    return table(["", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU"], [
+        row(f"test ({n} pairs), beam {t['beam_width']}, length penalty {t['length_penalty']}, no repeated "
+            f"{t['no_repeat_ngram']}-gram", t, bold=True),
+        row("test, greedy", t, suffix="_greedy"),
+        row(f"validation ({nv} pairs), beam {v['beam_width']}", v),
+        row("validation, greedy", v, suffix="_greedy"),
+        row("`lead`: the first sentence (test)", base["lead"]),
+        row("`lead_10`: its first 10 words (test)", base["lead_10"]),
+    ])
+
+
+def summarize_copy(f: Files) -> str:
+    c = f.metrics("summarize")["test"]["copy"]
+    words = f.csv("reports/summarize/summarize_copied_words.csv")[:12]
+    return (f"On test, {100 * c['copied_pieces']:.1f} % of the written pieces took most of their probability from "
+            f"the copy switch ({100 * c['copied_words']:.1f} % of the words; mean p_gen {c['mean_p_gen']:.2f}), and "
+            f"{100 * c['copied_words_in_document']:.1f} % of the copied words are words of the document. The words it "
+            f"copied most often: " + ", ".join(f"`{w['word']}` ({w['count']})" for w in words) + ".")
+
+
 def forecast(f: Files) -> str:
     t = registry().get("forecast")
     m = f.metrics("forecast")
@@ -572,6 +601,8 @@ GENERATORS: dict[str, Callable[[Files], str]] = {
     "translate-curve": translate_curve,
     "translate-full-table": translate_full_table,
     "translate-full-curve": translate_full_curve,
+    "summarize": summarize,
+    "summarize-copy": summarize_copy,
     "forecast": forecast,
     "forecast-reading": forecast_reading,
     "gradients-adding": gradients_adding,
@@ -590,6 +621,7 @@ PAGES = {
     "translate": "docs/tasks/translation.md",
     "speech": "docs/tasks/speech.md",
     "caption": "docs/tasks/captioning.md",
+    "summarize": "docs/tasks/summarization.md",
 }
 
 

@@ -48,9 +48,9 @@ CAPTION_SLICES = [
      "31f0e1fb4343e670963b1ce1485ea90493111817f21e4c1e7abf7cbc83f153cf"),
 ]
 
-# the summarization task's two Debian index files (not registered yet: no params.yaml entry), sliced by
-# tests/fixtures/make_summarize_fixtures.py: every binary package of 303 source packages, in the order and with the
-# paths of rnnlab.tasks.summarize.data.SOURCES
+# the summarization task's two Debian index files, sliced by tests/fixtures/make_summarize_fixtures.py: every binary
+# package of 303 source packages, in the order and with the paths of rnnlab.tasks.summarize.data.SOURCES (and of
+# params.yaml's tasks.summarize.data.source.packages)
 SUMMARIZE_SLICES = [
     (ROOT / "tests" / "fixtures" / "bookworm-Translation-en-slice.xz",
      "0d2c971426dd8cdb84f1fe19d7420095934d2d818690d52428c1d7aadc8a28e4"),
@@ -108,6 +108,10 @@ def slice_params(**changes) -> dict:
                                                                       sha256=SPEECH_SLICE[1])
     for package, (archive, sha256) in zip(params["tasks"]["caption"]["data"]["source"]["packages"], CAPTION_SLICES):
         package.update(archive=str(archive), sha256=sha256)
+    summarize = params["tasks"]["summarize"]["data"]
+    for package, (archive, sha256) in zip(summarize["source"]["packages"], SUMMARIZE_SLICES):
+        package.update(archive=str(archive), sha256=sha256)
+    summarize["vocab_size"] = 500  # the slice's 303 pairs cannot fill 8 000 pieces
     # the slice's books: Gen, Ruth, Ps, Jonah, 2John, 3John train; Obadiah validation; Philemon test
     translate.update(splits={"validation": ["Obad"], "test": ["Phlm"]}, vocab_size=300)
     params["tasks"]["charlm"]["data"].update(changes)

@@ -21,8 +21,8 @@ def check(root: Path) -> subprocess.CompletedProcess:
 
 
 def copy_checkout(tmp_path: Path) -> Path:
-    """README.md, docs/, metrics/, the confusion and peer-runtime CSVs under reports/TASK/, reports/translate_full/,
-    reports/speech_speaker3/ and reports/speech_en/ of this checkout, in tmp_path."""
+    """README.md, docs/, metrics/, the confusion, peer-runtime and copied-words CSVs under reports/TASK/,
+    reports/translate_full/, reports/speech_speaker3/ and reports/speech_en/ of this checkout, in tmp_path."""
     root = tmp_path / "repo"
     root.mkdir()
     shutil.copy(ROOT / "README.md", root)
@@ -30,7 +30,8 @@ def copy_checkout(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "metrics", root / "metrics")
     for extra in ("translate_full", "speech_speaker3", "speech_en"):  # the experiments outside the pipeline that docs quote
         shutil.copytree(ROOT / "reports" / extra, root / "reports" / extra)
-    for quoted in [*(ROOT / "reports").glob("*/*_confusion.csv"), *(ROOT / "reports").glob("*/*_peers.csv")]:
+    for quoted in [*(ROOT / "reports").glob("*/*_confusion.csv"), *(ROOT / "reports").glob("*/*_peers.csv"),
+                   *(ROOT / "reports").glob("*/*_copied_words.csv")]:
         (root / quoted.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(quoted, root / quoted.relative_to(ROOT))
     return root

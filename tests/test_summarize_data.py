@@ -1,4 +1,4 @@
-"""Summarization's data (rnnlab.tasks.summarize, not registered yet): the Debian index files fetched and verified,
+"""Summarization's data (rnnlab.tasks.summarize): the Debian index files fetched and verified,
 one pair per source package, the boilerplate filter, the word window, the split by source package, SentencePiece on
 train only, the lead baselines; run on the two sliced index files (tests/fixtures/make_summarize_fixtures.py)."""
 
@@ -59,14 +59,20 @@ def slice_packages() -> dict[str, set[str]]:
     return out
 
 
-# --- discovery: the package is there, the task is not
-def test_the_package_registers_no_task():
-    import rnnlab.tasks.summarize  # noqa: F401  discover() imports it too
+# --- registration: the task, its stages and its fetch function
+def test_the_task_is_registered_with_its_own_fetch_and_the_pinned_files():
+    import yaml
 
-    assert "summarize" not in tasks.names()
-    assert {"translate", "charlm"} <= set(tasks.names())
-    with pytest.raises(RnnlabError, match="unknown task 'summarize'"):
-        tasks.get("summarize")
+    from rnnlab.pipeline.prepare import fetcher
+
+    from conftest import ROOT
+
+    spec = tasks.get("summarize")
+    assert (spec.shape, spec.metric, spec.baselines) == ("encoder-decoder", "test_rougeL", ("lead", "lead_10"))
+    assert fetcher(spec) is S.debian_index
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"]["summarize"]["data"]
+    assert [{k: p[k] for k in ("path", "sha256")} for p in params["source"]["packages"]] == \
+        [{k: p[k] for k in ("path", "sha256")} for p in S.SOURCES]
 
 
 # --- pairs

@@ -16,7 +16,6 @@ from rnnlab.shapes.many_to_many import CharLanguageModel
 
 from conftest import compose
 
-
 ON_CPU = SimpleNamespace(device=torch.device("cpu"))  # the module the tuner's hooks get
 
 

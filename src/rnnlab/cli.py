@@ -34,6 +34,9 @@ USAGE = """usage: rnnlab COMMAND [ARGS]
   translate SENTENCE        English -> Spanish with the trained translator (--beam N, --checkpoint PATH)
   transcribe FILE           a recorded Mandarin syllable (wav, ogg, flac) -> its phones, zhuyin, pinyin
   caption IMAGE             an image (PNG, JPEG; an emoji) -> its best captions with their probabilities
+
+
+  summarize TEXT            a package description -> its one-line synopsis (--file PATH, --beam N)
   gradients adding CELL     the adding problem at every length of params.yaml gradients.adding (DVC stage)
   gradients exploding       a relu RNN without and with gradient clipping (DVC stage)
   gradients report          gradient lab metrics, plots and figures (DVC stage)
@@ -289,6 +292,33 @@ def caption(args: list[str]) -> None:
         print(f"{probability:.3g} {text}")  # .3g: an unsure model's probabilities are tiny, not 0.000
 
 
+def summarize(args: list[str]) -> None:
+    parser = OneLineParser(prog="rnnlab summarize",
+                           description="Summarize a package description in one line, as a Debian synopsis.")
+    parser.add_argument("text", nargs="?", help="the description (or --file)")
+    parser.add_argument("--file", help="read the description from this UTF-8 text file")
+    parser.add_argument("--beam", type=int, default=None, help="beam width, 1 = greedy (default: the model's)")
+    parser.add_argument("--checkpoint", default="models/summarize/model.ckpt", help="default: the pipeline's model")
+    opts = parser.parse_args(args)
+    if (opts.text is None) == (opts.file is None):
+        parser.error("give the text or --file PATH, not both")
+    if opts.beam is not None and opts.beam < 1:
+        parser.error(f"--beam must be >= 1, got {opts.beam}")
+    from rnnlab.tasks.summarize.serve import read_file, truncation_note
+    from rnnlab.tasks.summarize.serve import summarize as run
+
+    text = read_file(opts.file) if opts.file else opts.text
+    if not text.strip():  # before loading the model: the error costs no time
+        parser.error(f"empty text{' in ' + opts.file if opts.file else ''}: give a package description to summarize")
+    from rnnlab.tasks import load_checkpoint
+
+    model = load_checkpoint(opts.checkpoint, task="summarize", kinds=("PointerGenerator",))
+    out = run(model, text, opts.beam)
+    if out["truncated"]:
+        print(truncation_note(out), file=sys.stderr)
+    print(out["synopsis"])
+
+
 def gradients(args: list[str]) -> None:
     parser = OneLineParser(prog="rnnlab gradients", description="The gradient lab's DVC stages.")
     parser.add_argument("experiment", choices=["adding", "exploding", "report"])
@@ -373,7 +403,8 @@ def fail(error: Exception) -> None:
 
 
 COMMANDS = {"generate": generate, "predict": predict, "translate": translate, "transcribe": transcribe,
-            "caption": caption, "gradients": gradients, "compare": compare, "serve": serve, "tasks": list_tasks}
+            "caption": caption, "summarize": summarize, "gradients": gradients, "compare": compare, "serve": serve,
+            "tasks": list_tasks}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,18 +1,24 @@
-"""Text summarization (issue 20), the data side only: Debian package descriptions -> their one-line synopsis.
+"""Text summarization (encoder-decoder with attention and a copy switch): a Debian package's long description ->
+the one-line synopsis its maintainer wrote (Debian 12 bookworm `main`, issue 20).
 
-NOT REGISTERED YET: there is no model, so this package calls no `register()`; `rnnlab tasks`, the CLI, the DVC
-stages (params.yaml's `tasks:` map) and every other layer do not know it. `rnnlab.tasks.discover()` imports
-every package in this folder and keeps what registers itself, so a package that registers nothing is simply
-not a task: listing, dispatch and the stage dependencies are unchanged.
-
-What exists: `data.py` (fetch the two Debian index files by URL with their pinned sha256, one pair per source
-package, the boilerplate filter and the word window, the split by a hash of the source package's name, a
-SentencePiece model trained on train only) and `baselines.py` (the two lead baselines, ROUGE and BLEU).
-Registering it needs the model, its evaluator and serve adapter, and a spec here, e.g.:
-
-    register(Task(name="summarize", shape="encoder-decoder", summary="a package description -> its synopsis",
-                  modules=(...,), metric="test_rougeL", higher_is_better=True, val_metric="val_ppl",
-                  val_higher_is_better=False, fetch="debian_index", baselines=("lead", "lead_10")))
-
-with `debian_index` moved from data.py into rnnlab.core.sources (whose functions a spec's `fetch` names).
+data.py: the two Debian index files fetched by URL with their pinned sha256 (`debian_index`, the spec's own
+fetch function), one pair per source package, the boilerplate filter, the split by source package, SentencePiece
+on train only; the data module and the model (PointerGenerator, the translator's encoder-decoder with a
+pointer-generator switch and its own beam search). evaluate.py: ROUGE-1/2/L and BLEU beside the lead baselines
+(baselines.py), the copy statistics, the attention / copy figure and the samples. serve.py: text in, synopsis out
+(`rnnlab summarize`, the pyfunc model).
 """
+
+from rnnlab.tasks import Task, register
+
+register(Task(
+    name="summarize",
+    shape="encoder-decoder",
+    summary="a Debian package description -> its one-line synopsis",
+    modules=("rnnlab.tasks.summarize.data:PointerGenerator",),
+    metric="test_rougeL", higher_is_better=True, val_metric="val_ppl", val_higher_is_better=False,
+    # the Debian archive's dists/ index files: no other task reads them, so the fetch function is the task's own
+    fetch=".data:debian_index",
+    baselines=("lead", "lead_10"),
+    serve=".serve:Descriptions",
+))

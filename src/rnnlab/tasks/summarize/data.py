@@ -15,8 +15,12 @@ both sides. Writes data/processed/summarize: the DatasetDict, spm.model, stats.j
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import logging
 import lzma
+import math
 import os
 import re
 import shutil
@@ -26,13 +30,20 @@ import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import lightning as L
+import torch
 from datasets import Dataset, DatasetDict, load_from_disk
+from torch import nn
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json
 from rnnlab.core.sources import debian_cache, sha256_of
+from rnnlab.data.sampling import PIN_MEMORY, ResumableSampler
+from rnnlab.data.subwords import BOS, EOS, PAD, UNK, collate, load_sentencepiece
 
 SPLITS = ("train", "validation", "test")
 # Debian 12.15: both hashes are listed in that release's InRelease. The live path serves the newest point
@@ -337,3 +348,278 @@ def pull_and_preprocess(root: Path, sources: Sequence[dict] = SOURCES, **params)
     with atomic_path(raw_dir, is_dir=True) as tmp:
         ds.save_to_disk(str(tmp))
     return preprocess(raw_dir, out_dir, **params)
+
+
+# --- training: the data module and the model. Both live here, not in a model.py of their own: the train stage
+# depends on a task's __init__.py and data.py only (dvc.yaml, enforced by tests/test_stage_deps.py)
+log = logging.getLogger(__name__)
+
+
+class BucketSampler(ResumableSampler):
+    """Batches of similar length (less padding): shuffle, cut into pools of `pool` batches, sort each pool by
+    length, then shuffle the batches. The translator's (rnnlab.tasks.translate.data), not imported from there:
+    the train stage of this task does not depend on another task's files."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 50):
+        super().__init__()
+        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
+
+    def draw(self) -> list[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), size):
+            chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+
+    def __len__(self):
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+class SummaryDataModule(L.LightningDataModule):
+    """The processed splits as padded (document ids, lengths, synopsis ids) batches, each document cut to its
+    first `max_source_tokens` pieces (the lead of a description carries its synopsis; the tail costs time)."""
+
+    def __init__(self, processed_dir: str, batch_size: int = 32, eval_batch_size: int = 64, bucket: bool = True,
+                 max_source_tokens: int = 200, task: str = "summarize"):
+        super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                           ("max_source_tokens", max_source_tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RnnlabError(f"data.{key} must be a positive integer, got {value!r}")
+        self.task, self.processed_dir = task, Path(processed_dir)
+        self.batch_size, self.eval_batch_size, self.bucket = batch_size, eval_batch_size, bucket
+        self.max_source_tokens = max_source_tokens
+        try:
+            self.splits = load_from_disk(str(self.processed_dir))
+            self.proto = (self.processed_dir / "spm.model").read_bytes()
+            self.stats = json.loads((self.processed_dir / "stats.json").read_text())
+        except (FileNotFoundError, ValueError, OSError) as e:
+            raise RnnlabError(f"cannot read the processed data at {self.processed_dir} "
+                              f"(run `rnnlab preprocess {task}` or dvc repro): {e}") from e
+        missing = [s for s in SPLITS if s not in self.splits]
+        if missing:
+            raise RnnlabError(f"{self.processed_dir}: missing splits {missing}")
+        self.data = {s: [(src[:max_source_tokens], tgt) for src, tgt in zip(self.splits[s]["src"], self.splits[s]["tgt"])]
+                     for s in SPLITS}
+
+    def model_kwargs(self) -> dict:
+        """The vocabulary size, the SentencePiece model (base64 text: checkpoints load with weights_only) and how
+        much of a document the model reads."""
+        return {"task": self.task, "vocab_size": load_sentencepiece(self.proto).get_piece_size(),
+                "spm": base64.b64encode(self.proto).decode("ascii"), "max_source_tokens": self.max_source_tokens}
+
+    def train_dataloader(self):
+        if not self.bucket:
+            return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+                                      pin_memory=PIN_MEMORY)
+        lengths = [len(s) + len(t) for s, t in self.data["train"]]
+        return StatefulDataLoader(self.data["train"], batch_sampler=BucketSampler(lengths, self.batch_size),
+                                  collate_fn=collate, pin_memory=PIN_MEMORY)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
+                          pin_memory=PIN_MEMORY)
+
+    def val_dataloader(self):
+        return self._eval_loader("validation")
+
+    def test_dataloader(self):
+        return self._eval_loader("test")
+
+
+if TYPE_CHECKING:  # the type checker sees the translator's attributes; at run time the base is added on first use
+    from rnnlab.shapes.seq2seq import Seq2SeqTranslator as _Translator  # stage-deps: not run by any stage (types only)
+else:
+    _Translator = object
+
+
+def __getattr__(name: str):
+    """PointerGenerator, built on first use (PEP 562): the mixin below over the translator of rnnlab.shapes, which
+    the pull and preprocess stages import this module without running, and do not depend on (dvc.yaml). The
+    train stage, which builds it, depends on rnnlab.shapes and on this file, where its code is."""
+    if name == "PointerGenerator":
+        from rnnlab.shapes.seq2seq import Seq2SeqTranslator  # stage-deps: not run by the pull and preprocess stages
+
+        cls = type("PointerGenerator", (PointerGeneratorMixin, Seq2SeqTranslator),
+                   {"__module__": __name__, "__qualname__": "PointerGenerator", "__doc__": PointerGeneratorMixin.__doc__})
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class PointerGeneratorMixin(_Translator):
+    """The translator's encoder-decoder (rnnlab.shapes.seq2seq: bidirectional encoder, recurrent decoder, Luong or
+    Bahdanau attention, teacher forcing) with a pointer-generator copy switch (See et al. 2017): at each step
+    p_gen = sigmoid(w . [context; decoder output; input embedding]) mixes the vocabulary distribution with the
+    attention weights scattered onto the source's piece ids, so a rare name in the document can be copied.
+    Documents and synopses share one SentencePiece vocabulary (and one embedding), so a copied piece is a
+    vocabulary entry and no extended vocabulary is needed.
+
+    decode() returns log-probabilities where the translator returns logits: its loss (cross-entropy takes
+    log_softmax of them: the same values), validation and greedy decoding apply unchanged. The slot that holds
+    the attention mask there holds the source ids here (PAD where there is no source): the copy needs them,
+    and the mask is `src != PAD`. Beam search is this class's own: length penalty and n-gram blocking."""
+
+    def __init__(self, vocab_size: int, cell: str = "gru", embedding_dim: int = 128, hidden_size: int = 128,
+                 num_layers: int = 1, dropout: float = 0.2, nonlinearity: str = "tanh", impl: str = "torch",
+                 decoder_size: int = 256, attention: str = "general", attention_dim: int = 128,
+                 label_smoothing: float = 0.1, optimizer: dict | None = None, scheduler: dict | None = None,
+                 copy: bool = True, beam_width: int = 4, length_penalty: float = 1.0, no_repeat_ngram: int = 3,
+                 min_decode_len: int = 2, max_decode_len: int = 40, task: str = "summarize", spm: str | None = None,
+                 max_source_tokens: int = 200):
+        if isinstance(no_repeat_ngram, bool) or not isinstance(no_repeat_ngram, int) or no_repeat_ngram < 0:
+            raise RnnlabError(f"module.no_repeat_ngram must be 0 (off) or a positive integer, got {no_repeat_ngram!r}")
+        super().__init__(vocab_size, vocab_size, cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity,
+                         impl, decoder_size, attention, attention_dim, label_smoothing, optimizer, scheduler,
+                         beam_width, length_penalty, max_decode_len, 1.0, task, spm, spm, max_source_tokens)
+        # the checkpoint rebuilds this class from its own arguments, not the translator's
+        self._hparams = type(self.hparams)()
+        self.save_hyperparameters()
+        self.tgt_embed = self.src_embed  # one vocabulary, one embedding
+        memory_size = 2 * hidden_size
+        self.switch = nn.Linear(memory_size + decoder_size + embedding_dim, 1) if copy else None
+
+    def max_length(self, src_len: int) -> int:
+        return self.hparams.max_decode_len  # a synopsis is about as long whatever the document's length
+
+    def encode(self, src: torch.Tensor, lengths: torch.Tensor):
+        memory, keys, mask, state = super().encode(src, lengths)
+        return memory, keys, src.masked_fill(~mask, PAD), state
+
+    def step(self, tgt_in: torch.Tensor, memory, keys, src, state):
+        """(B, T) previous ids -> log-probabilities (B, T, V), state, attention (B, T, S), p_gen (B, T; 1 without
+        the copy switch)."""
+        emb = self.drop(self.tgt_embed(tgt_in))
+        out, state = self.decoder(emb, state)
+        context, weights = self.attention(out, keys, memory, src != PAD)
+        combined = torch.tanh(self.combine(torch.cat([out, context], dim=-1)))
+        vocab = torch.softmax(self.out(self.drop(combined)).float(), dim=-1)
+        if self.switch is None:
+            return vocab.clamp_min(1e-12).log(), state, weights, torch.ones(vocab.shape[:2], device=vocab.device)
+        p_gen = torch.sigmoid(self.switch(torch.cat([context, out, emb], dim=-1)).float())
+        copied = torch.zeros_like(vocab).scatter_add_(-1, src[:, None].expand(-1, tgt_in.size(1), -1), weights.float())
+        probs = p_gen * vocab + (1 - p_gen) * copied
+        return probs.clamp_min(1e-12).log(), state, weights, p_gen.squeeze(-1)
+
+    def decode(self, tgt_in: torch.Tensor, memory, keys, src, state):
+        return self.step(tgt_in, memory, keys, src, state)[:3]
+
+    @torch.inference_mode()
+    def explain(self, src: torch.Tensor, lengths: torch.Tensor, outputs: list[list[int]]):
+        """For each row's output ids (without EOS): per output step and the closing EOS, p_gen, the attention
+        (steps, S) and the share of the chosen piece's probability that came from copying."""
+        memory, keys, src_ids, state = self.encode(src, lengths)
+        _, _, tgt = collate([([], o) for o in outputs])
+        tgt = tgt.to(src.device)
+        logp, _, weights, p_gen = self.step(tgt[:, :-1], memory, keys, src_ids, state)
+        chosen = logp.gather(-1, tgt[:, 1:, None]).squeeze(-1).exp()
+        copied = torch.zeros_like(logp).scatter_add_(-1, src_ids[:, None].expand(-1, tgt.size(1) - 1, -1),
+                                                     weights.float()).gather(-1, tgt[:, 1:, None]).squeeze(-1)
+        share = (1 - p_gen) * copied / chosen.clamp_min(1e-12)
+        return [{"p_gen": p_gen[i, :len(o) + 1].cpu(), "attention": weights[i, :len(o) + 1, :int(lengths[i])].float().cpu(),
+                 "copy_share": share[i, :len(o) + 1].clamp(0, 1).cpu()} for i, o in enumerate(outputs)]
+
+    @staticmethod
+    def blocked(hyp: list[int], n: int) -> list[int]:
+        """The tokens that would repeat an n-gram of `hyp` (n-gram blocking, Paulus et al. 2018)."""
+        if n < 1 or len(hyp) < n - 1:
+            return []
+        prefix = tuple(hyp[len(hyp) - n + 1:]) if n > 1 else ()
+        return list(dict.fromkeys(hyp[i + n - 1] for i in range(len(hyp) - n + 1) if tuple(hyp[i:i + n - 1]) == prefix))
+
+    @torch.inference_mode()
+    def beam_search(self, src_ids: list[int], beam_width: int | None = None, length_penalty: float | None = None,
+                    max_len: int | None = None, no_repeat_ngram: int | None = None) -> list[int]:
+        """One document's best synopsis ids (without EOS). A hypothesis that emits EOS is finished with score
+        log p / ((5 + length) / 6) ** length_penalty; a token that would repeat an n-gram of its hypothesis, EOS
+        before `min_decode_len` tokens and the unknown piece are never chosen. At width 1 without blocking it is
+        the translator's greedy decoding."""
+        hp = self.hparams
+        k = beam_width or hp.beam_width
+        alpha = hp.length_penalty if length_penalty is None else length_penalty
+        block = hp.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram
+        max_len = max_len or self.max_length(len(src_ids))
+        src = torch.tensor([src_ids], device=self.device)
+        memory, keys, src, state = self.encode(src, torch.tensor([len(src_ids)]))
+
+        def penalty(n):
+            return ((5 + n) / 6) ** alpha
+
+        hyps: list[list[int]] = [[]]
+        scores = torch.zeros(1, device=self.device)
+        finished: list[tuple[float, list[int]]] = []
+        for step in range(max_len):
+            n = len(hyps)
+            last = torch.tensor([h[-1] if h else BOS for h in hyps], device=self.device)
+            logp, state, _ = self.decode(last[:, None], memory.expand(n, -1, -1), keys.expand(n, -1, -1),
+                                         src.expand(n, -1), state)
+            logp = logp[:, -1].float()
+            logp[:, UNK] = -math.inf
+            if step < hp.min_decode_len:
+                logp[:, EOS] = -math.inf
+            for b, hyp in enumerate(hyps):
+                logp[b, self.blocked(hyp, block)] = -math.inf
+            cand = (scores[:, None] + logp).view(-1)
+            top_scores, top = cand.topk(min(2 * k, cand.numel()))
+            vocab = logp.size(-1)
+            keep, new_scores = [], []
+            for score, idx in zip(top_scores.tolist(), top.tolist()):
+                if score == -math.inf:
+                    break
+                beam, token = divmod(idx, vocab)
+                if token == EOS:
+                    finished.append((score / penalty(len(hyps[beam]) + 1), hyps[beam]))
+                    if len(finished) >= k:
+                        break
+                else:
+                    keep.append((beam, token))
+                    new_scores.append(score)
+                if len(keep) == k:
+                    break
+            if len(finished) >= k or not keep:
+                break
+            if step + 1 == max_len:  # out of length: the live hypotheses count as they are
+                finished += [(s / penalty(len(hyps[b]) + 1), hyps[b] + [t]) for (b, t), s in zip(keep, new_scores)]
+                break
+            index = torch.tensor([b for b, _ in keep], device=self.device)
+            state = tuple(s[:, index] for s in state) if isinstance(state, tuple) else state[:, index]
+            hyps = [hyps[b] + [t] for b, t in keep]
+            scores = torch.tensor(new_scores, device=self.device)
+        return max(finished, key=lambda f: f[0])[1] if finished else []
+
+    # --- raw text
+    def sentencepiece(self, side: str = "src"):
+        """The one SentencePiece model of both sides."""
+        if "sp" not in self._sps:
+            if not self.hparams.spm:
+                raise RnnlabError("this checkpoint holds no SentencePiece model: retrain it with rnnlab train")
+            self._sps["sp"] = load_sentencepiece(self.hparams.spm)
+        return self._sps["sp"]
+
+    def encode_text(self, text: str) -> list[int]:
+        """A description -> the piece ids the model reads: its first `max_source_tokens` (longer text is cut,
+        see read_text). Characters the vocabulary lacks become the unknown piece, never written out."""
+        return self.read_text(text)[0]
+
+    def read_text(self, text: str) -> tuple[list[int], int]:
+        """The ids the model reads and how many pieces the whole text has."""
+        if not isinstance(text, str) or not text.strip():
+            raise RnnlabError("empty text: give a package description to summarize")
+        sp = self.sentencepiece()
+        ids = sp.encode(text.strip())
+        if all(i == UNK or sp.id_to_piece(i) == "▁" for i in ids):  # a lone word boundary is not a character
+            raise RnnlabError("the text has no character the model knows (its vocabulary is English package "
+                              "descriptions)")
+        return ids[:self.hparams.max_source_tokens], len(ids)
+
+    @torch.inference_mode()
+    def summarize(self, text: str, beam_width: int | None = None) -> str:
+        """A description -> its synopsis; beam width 1 is greedy (with n-gram blocking)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.decode_ids(self.beam_search(self.encode_text(text), beam_width))
+        finally:
+            self.train(was_training)
