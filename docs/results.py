@@ -156,6 +156,13 @@ def seeds_of(f: Files, task: str) -> dict | None:
     return found if len(found["seeds"]) > 1 else None
 
 
+def peer_seconds(f: Files, task: str) -> dict[str, str]:
+    """Each classical peer's fit + predict seconds, from reports/TASK/TASK_peers.csv (the evaluate stage's; kept
+    out of the metrics, which must be byte-identical run to run); {} where the task has none."""
+    rel = f"reports/{task}/{task}_peers.csv"
+    return {r["peer"]: r["seconds"] for r in f.csv(rel)} if (f.root / rel).is_file() else {}
+
+
 def against(model: dict, baseline: dict, higher_is_better: bool) -> str:
     """Whether the model is ahead of a baseline, behind it, or level: ahead or behind only when the difference
     of the means exceeds their spread, the two standard deviations combined (sqrt(sd1^2 + sd2^2))."""
@@ -195,16 +202,17 @@ def headline(f: Files) -> str:
         else:
             model = {"mean": get(scores, ("test",) + path), "std": 0.0}
             shown = f"**{fmt(model['mean'])}**"
-        versus = []
+        versus, seconds = [], peer_seconds(f, name)
         for b in t.baselines:
             v = baseline_score(spread, b, path, dict) if spread else baseline_score(scores, b, path)
             if v is not None:
                 v = v if spread else {"mean": v, "std": 0.0}
-                versus.append(f"{b.replace('_', ' ')} {mean_sd(v)} ({against(model, v, t.higher_is_better)})")
+                took = f", {seconds[b]} s" if b in seconds else ""
+                versus.append(f"{b.replace('_', ' ')} {mean_sd(v)} ({against(model, v, t.higher_is_better)}{took})")
         rows.append([f"[`{name}`]({PAGES[name]})", t.shape, f"`{t.metric}` ({direction(t.higher_is_better)})",
                      shown, ", ".join(versus)])
     return table(["task", "shape", "headline test score", "model", "baselines on it (the model: ahead, level, "
-                  "behind)"], rows)
+                  "behind; a classical peer's fit + predict seconds)"], rows)
 
 
 def highlights(f: Files) -> str:
@@ -298,7 +306,7 @@ def charlm(f: Files) -> str:
             ["LSTM, per-character perplexity", fmt(m["test"]["perplexity"]), fmt(m["val"]["perplexity"])]]
     kn = m.get("baseline", {}).get("kn_ngram")  # metrics written before the peer existed have none
     if kn:
-        seconds = {r["peer"]: r["seconds"] for r in f.csv("reports/charlm/charlm_peers.csv")}
+        seconds = peer_seconds(f, "charlm")
         rows.append([f"Kneser-Ney {kn['order']}-gram (order chosen on validation; fit and scoring "
                      f"{seconds['kn_ngram']} s), bits per character", fmt(kn["bpc"]), fmt(kn["val_bpc"])])
     return table(["", "test (*Hamlet*, *The Tempest*)", "validation (*Julius Caesar*, *Twelfth Night*)"], rows)
@@ -338,8 +346,7 @@ def many_to_one_peers(f: Files) -> str:
         if not t.peers:
             continue
         m = f.metrics(name)
-        rel = f"reports/{name}/{name}_peers.csv"
-        seconds = {r["peer"]: r["seconds"] for r in f.csv(rel)} if (f.root / rel).is_file() else {}
+        seconds = peer_seconds(f, name)
         for peer in t.peer_names:
             s = m["baseline"].get(peer)
             if s is None:
