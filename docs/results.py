@@ -460,7 +460,12 @@ def translate_full_curve(f: Files) -> str:
 SERIES = {"co2": "CO2 (ppmv, 53 months)", "sunspots": "sunspots (31 years)"}
 
 
+NOT_RUN = "No `metrics/{task}.json` yet: the pipeline has not run the task (`dvc repro evaluate@{task}`)."
+
+
 def summarize(f: Files) -> str:
+    if not f.has("metrics/summarize.json"):
+        return NOT_RUN.format(task="summarize")
     m = f.metrics("summarize")
     t, v, base = m["test"], m["val"], m["baseline"]
 
@@ -481,6 +486,8 @@ def summarize(f: Files) -> str:
 
 
 def summarize_copy(f: Files) -> str:
+    if not f.has("metrics/summarize.json"):
+        return ""
     c = f.metrics("summarize")["test"]["copy"]
     words = f.csv("reports/summarize/summarize_copied_words.csv")[:12]
     return (f"On test, {100 * c['copied_pieces']:.1f} % of the written pieces took most of their probability from "
@@ -572,7 +579,7 @@ CAPTION_VIEWS = (("full", "full test"), ("no_skin_tone", "no skin tone"), ("cros
 def caption(f: Files) -> str:
     """The captioner (beam search and greedy) beside the two baselines in the three views: BLEU-4 / ROUGE-L / exact."""
     if not f.has("metrics/caption.json"):
-        return "No `metrics/caption.json` yet: the pipeline has not run the task (`dvc repro evaluate@caption`)."
+        return NOT_RUN.format(task="caption")
     m = f.metrics("caption")
 
     def cell(s: dict) -> str:
