@@ -156,7 +156,8 @@ def test_filter_string_quotes_keys_and_values():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["weather"], "unknown task 'weather'; choose one of caption, charlm, forecast, sentiment, speaker, speech, summarize, surname"),
+    (["weather"], "unknown task 'weather'; choose one of caption, charlm, forecast, sentiment, speaker, speech, "
+                  "summarize, surname"),
     (["speaker"], "no experiment 'rnnlab-speaker'"),
     (["charlm", "--tag", "cell=xyz"], "no finished runs in 'rnnlab-charlm' with tags cell=xyz"),
     (["charlm", "--tag", "cell"], "malformed --tag 'cell': expected KEY=VALUE"),
