@@ -10,7 +10,7 @@ import pytest
 import requests
 from teamstack import READER, login, passwords, rest, team
 
-from rnnlab.team.stack import ADMIN, ARTIFACTS_BUCKET
+from rnnlab.team.stack import ADMIN, ARTIFACTS_BUCKET, major_version
 
 pytestmark = pytest.mark.team
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +96,8 @@ def test_bad_arguments_and_a_missing_stack_are_one_line(tmp_path):
         "./run team up: error: argument SERVICE: unknown service 'nosuch'; choose from postgres, s3, mlflow")
     missing = team(tmp_path / "team", "status")
     assert missing.returncode == 3 and missing.stdout.strip() == f"no team stack in {tmp_path / 'team'} (./run team up)"
+
+
+def test_the_newest_postgres_folder_wins_by_number_not_by_text(tmp_path):
+    folders = [tmp_path / version / "bin" for version in ("9.6", "16", "15", "stray")]
+    assert [f.parent.name for f in sorted(folders, key=major_version, reverse=True)] == ["16", "15", "9.6", "stray"]
