@@ -3,6 +3,7 @@ MLflow server with basic auth up; the admin logs a run whose artifact lands in S
 is refused (HTTP 403) every write; no credentials, no access; no password printed, logged or tracked by git."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -10,7 +11,8 @@ import pytest
 import requests
 from teamstack import READER, login, passwords, rest, team
 
-from rnnlab.team.stack import ADMIN, ARTIFACTS_BUCKET
+from rnnlab.team.services import configure_dvc_remote
+from rnnlab.team.stack import ADMIN, ARTIFACTS_BUCKET, Stack, major_version
 
 pytestmark = pytest.mark.team
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +98,32 @@ def test_bad_arguments_and_a_missing_stack_are_one_line(tmp_path):
         "./run team up: error: argument SERVICE: unknown service 'nosuch'; choose from postgres, s3, mlflow")
     missing = team(tmp_path / "team", "status")
     assert missing.returncode == 3 and missing.stdout.strip() == f"no team stack in {tmp_path / 'team'} (./run team up)"
+
+
+def test_the_newest_postgres_folder_wins_by_number_not_by_text(tmp_path):
+    folders = [tmp_path / version / "bin" for version in ("9.6", "16", "15", "stray")]
+    assert [f.parent.name for f in sorted(folders, key=major_version, reverse=True)] == ["16", "15", "9.6", "stray"]
+
+
+def test_the_dvc_remote_keys_go_to_config_local_for_its_owner_and_never_on_a_command_line(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for argv in (["git", "init", "-q"], [dvc, "init", "-q"]):
+        subprocess.run(argv, cwd=repo, check=True)
+    stack = Stack(tmp_path / "team")  # no server needed: ports and secrets only
+    stack.root.mkdir()
+
+    def no_process(*args, **kwargs):  # a command line is what `ps` shows to every user
+        raise AssertionError(f"a process was started: {args}")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, "run", no_process)
+        mp.setattr(subprocess, "Popen", no_process)
+        for _ in range(2):  # a second call replaces the remote
+            configure_dvc_remote(stack, "team", repo=repo, default=True)
+    local = repo / ".dvc" / "config.local"
+    assert local.stat().st_mode & 0o077 == 0
+    assert stack.secrets()["s3_secret_key"] in local.read_text() and local.read_text().count("[") == 2
+    listed = subprocess.run([dvc, "remote", "list"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert listed.split() == ["team", "s3://rnnlab-dvc/dvc", "(default)"]

@@ -294,19 +294,32 @@ def address(stack: Stack, service: str) -> str:
 
 
 def configure_dvc_remote(stack: Stack, name: str = "team", repo: Path | None = None, default: bool = False) -> None:
-    """The DVC remote `name` on the stack's bucket, written to .dvc/config.local (git ignores it: the keys stay
-    out of the repository), as `dvc remote add --local` / `dvc remote modify --local` would."""
-    dvc = shutil.which("dvc", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}") or "dvc"
+    """The DVC remote `name` on the stack's bucket, written to .dvc/config.local (git ignores it: the keys stay out of
+    the repository; mode 600) as `dvc remote add --local -f` and `dvc remote modify --local` would, but through DVC's
+    config API in this process: on a `dvc` command line the keys would show in `ps` to every user."""
+    from dvc.config import Config, ConfigError
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
     s = stack.secrets()
-    settings = [("endpointurl", stack.s3_endpoint), ("access_key_id", s["s3_access_key"]),
-                ("secret_access_key", s["s3_secret_key"]), ("region", "us-east-1")]
-    commands = [["remote", "add", "--local", "-f", *(["-d"] if default else []), name, f"s3://{DVC_BUCKET}/dvc"]]
-    # "--": a value from the environment may start with "-"
-    commands += [["remote", "modify", "--local", "--", name, key, value] for key, value in settings]
-    for args in commands:
-        done = subprocess.run([dvc, *args], cwd=repo, capture_output=True, text=True)
-        if done.returncode != 0:  # never echo the command or DVC's message as it is: they hold the keys
-            message = (done.stderr.strip().splitlines() or [""])[-1]
-            for secret in s.values():
-                message = message.replace(secret, "***")
-            raise RnnlabError(f"dvc remote {args[1]} {name} failed: {message}")
+    remote = {"url": f"s3://{DVC_BUCKET}/dvc", "endpointurl": stack.s3_endpoint, "access_key_id": s["s3_access_key"],
+              "secret_access_key": s["s3_secret_key"], "region": "us-east-1"}
+    try:
+        config = Config(Repo.find_dvc_dir(str(repo) if repo else None))
+        private_file(Path(config.files["local"]))
+        with config.edit("local") as local:
+            local["remote"][name] = remote  # the whole section, as `dvc remote add -f`
+            if default:
+                local["core"]["remote"] = name
+    except (ConfigError, NotDvcRepoError) as e:  # never echo DVC's message as it is: it may hold the keys
+        message = str(e).strip().splitlines()[-1:] or [""]
+        for secret in s.values():
+            message = [line.replace(secret, "***") for line in message]
+        raise RnnlabError(f"dvc remote {name} failed: {message[0]}") from None
+
+
+def private_file(path: Path) -> None:
+    """The file for its owner only, before a secret goes in (DVC rewrites it in place, keeping the mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)

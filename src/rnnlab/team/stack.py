@@ -69,13 +69,20 @@ def port_open(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def major_version(folder: Path) -> int:
+    """/usr/lib/postgresql/16/bin -> 16 (compared as text, "9.6" would come before "16"); -1 for a stray name."""
+    major = folder.parent.name.split(".")[0]
+    return int(major) if major.isdigit() else -1
+
+
 def pg_bin() -> Path:
-    """The folder of PostgreSQL's server binaries: $RNNLAB_PG_BIN, initdb on PATH, or Debian's
-    /usr/lib/postgresql/<version>/bin (package postgresql-15)."""
+    """The folder of PostgreSQL's server binaries: $RNNLAB_PG_BIN, initdb on PATH, or Debian's and Ubuntu's
+    /usr/lib/postgresql/<version>/bin, the newest: 15 on Debian 12, 16 on Ubuntu 24.04 (CI). Any version from 10
+    on takes the initdb and pg_ctl options the stack gives (scram-sha-256 came with 10)."""
     candidates = [os.environ.get(PG_BIN_ENV)]
     on_path = shutil.which("initdb")
     candidates.append(str(Path(on_path).resolve().parent) if on_path else None)
-    candidates += [str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
+    candidates += [str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=major_version, reverse=True)]
     for folder in filter(None, candidates):
         if (Path(folder) / "initdb").is_file() and (Path(folder) / "pg_ctl").is_file():
             return Path(folder)
