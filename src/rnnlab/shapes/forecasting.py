@@ -42,56 +42,74 @@ from rnnlab.shapes import classical
 from rnnlab.shapes.classification import check_sizes
 
 
+class Member(nn.Module):
+    """One network of the ensemble: series embedding, encoder, decoder and head (raw quantile corrections)."""
+
+    def __init__(self, n_series: int, n_quantiles: int, cell: str, hidden_size: int, num_layers: int,
+                 embedding_dim: int, dropout: float, nonlinearity: str, impl: str):
+        super().__init__()
+        self.embedding = nn.Embedding(n_series, embedding_dim)
+        # an encoder step reads its value (relative to the window's last one) and its series' embedding;
+        # a decoder step its position in the horizon, the classical path there (relative to the last value)
+        # and the series' embedding
+        self.encoder = make_rnn(cell, 1 + embedding_dim, hidden_size, num_layers, dropout, nonlinearity, impl=impl)
+        self.decoder = make_rnn(cell, 2 + embedding_dim, hidden_size, num_layers, dropout, nonlinearity, impl=impl)
+        self.head = nn.Linear(hidden_size, n_quantiles)
+
+    def forward(self, relative: torch.Tensor, series: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
+        """(B, window) inputs and (B, horizon, 2) decoder features (position, path), both relative to the last
+        value -> (B, horizon, Q) raw corrections."""
+        emb = self.embedding(series)  # (B, E)
+        _, state = self.encoder(torch.cat([relative.unsqueeze(-1), emb[:, None].expand(-1, relative.size(1), -1)], -1))
+        # the decoder runs all horizon steps in one call, started from the encoder's state
+        out, _ = self.decoder(torch.cat([plan, emb[:, None].expand(-1, plan.size(1), -1)], -1), state)
+        return self.head(out)
+
+
 class Forecaster(RecordsClass, L.LightningModule):
     """`series` (names), `horizons` (steps to forecast per series), `window` (past steps read), `scale`
     ({name: [mean, std]} of the train part) and `classical` ({name: {"spec": ..., "params": [...]}}, the fitted
     classical model each series' forecast corrects) come from the data: a checkpoint alone turns original
-    values into a forecast in original units (`forecast`, `quantile_forecast`)."""
+    values into a forecast in original units (`forecast`, `quantile_forecast`). `members` independently
+    initialised networks, each trained on its own loss, forecast together: their quantiles averaged, which
+    evens out how differently each overfits a few hundred windows."""
 
     if TYPE_CHECKING:  # Lightning types hparams AttributeDict | MutableMapping; it is read by attribute here
         hparams: Any
 
     def __init__(self, series: list[str], horizons: list[int], window: int, scale: dict[str, list[float]],
                  classical: dict[str, dict] | None = None, quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
-                 task: str = "forecast", cell: str = "gru", hidden_size: int = 64, num_layers: int = 1,
-                 embedding_dim: int = 4, dropout: float = 0.0, nonlinearity: str = "tanh", impl: str = "torch",
-                 optimizer: dict | None = None, scheduler: dict | None = None):
+                 members: int = 1, task: str = "forecast", cell: str = "gru", hidden_size: int = 64,
+                 num_layers: int = 1, embedding_dim: int = 4, dropout: float = 0.0, nonlinearity: str = "tanh",
+                 impl: str = "torch", optimizer: dict | None = None, scheduler: dict | None = None):
         super().__init__()
         if not series or len(horizons) != len(series) or set(scale) != set(series):
             raise RnnlabError(f"module: series {series!r}, horizons {horizons!r} and scale {sorted(scale)!r} "
                               "must name the same series")
         if not set(classical or {}) <= set(series):
             raise RnnlabError(f"module: classical models for {sorted(classical or {})}, series {series!r}")
-        check_sizes(window=window, **{f"horizons[{i}]": h for i, h in enumerate(horizons)})
+        check_sizes(window=window, members=members, **{f"horizons[{i}]": h for i, h in enumerate(horizons)})
         self.save_hyperparameters()  # quantiles: increasing, with 0.5 (rnnlab.core.validate checks the config)
         self.horizon = max(horizons)
         self.register_buffer("levels", torch.tensor(list(quantiles)), persistent=False)
         self.median = list(quantiles).index(0.5)
-        self.embedding = nn.Embedding(len(series), embedding_dim)
-        # an encoder step reads its value (relative to the window's last one) and its series' embedding;
-        # a decoder step its position in the horizon, the classical path there (relative to the last value)
-        # and the series' embedding
-        self.encoder = make_rnn(cell, 1 + embedding_dim, hidden_size, num_layers, dropout, nonlinearity, impl=impl)
-        self.decoder = make_rnn(cell, 2 + embedding_dim, hidden_size, num_layers, dropout, nonlinearity, impl=impl)
-        self.head = nn.Linear(hidden_size, len(quantiles))
+        self.members = nn.ModuleList(Member(len(series), len(quantiles), cell, hidden_size, num_layers, embedding_dim,
+                                            dropout, nonlinearity, impl) for _ in range(members))
 
     def forward(self, inputs: torch.Tensor, series: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """(B, window) scaled values, (B,) series ids and (B, horizon) scaled classical forecasts -> (B, horizon,
-        quantiles) scaled forecasts, increasing along the last axis."""
+        quantiles) scaled forecasts, increasing along the last axis: the members' mean."""
+        return self.each_member(inputs, series, base).mean(0)
+
+    def each_member(self, inputs: torch.Tensor, series: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """(members, B, horizon, quantiles): every member's forecast, the classical path plus its correction."""
         if inputs.dim() != 2 or inputs.size(1) < 1 or base.dim() != 2 or len(base) != len(inputs):
             raise RnnlabError(f"inputs: expected scaled values (B, window) and a classical path (B, horizon), got "
                               f"{tuple(inputs.shape)} and {tuple(base.shape)}")
-        horizon = base.size(1)
         last = inputs[:, -1:]
-        emb = self.embedding(series)  # (B, E)
-        steps = torch.cat([(inputs - last).unsqueeze(-1), emb[:, None].expand(-1, inputs.size(1), -1)], -1)
-        _, state = self.encoder(steps)
-        # the decoder runs all horizon steps in one call, started from the encoder's state
-        position = torch.arange(1, horizon + 1, device=inputs.device, dtype=inputs.dtype) / self.horizon
-        plan = torch.cat([position[None, :, None].expand(len(inputs), -1, -1), (base - last).unsqueeze(-1),
-                          emb[:, None].expand(-1, horizon, -1)], -1)
-        out, _ = self.decoder(plan, state)
-        return base.unsqueeze(-1) + self.ordered(self.head(out))
+        position = torch.arange(1, base.size(1) + 1, device=inputs.device, dtype=inputs.dtype) / self.horizon
+        plan = torch.stack([position.expand_as(base), base - last], -1)
+        return torch.stack([base.unsqueeze(-1) + self.ordered(m(inputs - last, series, plan)) for m in self.members])
 
     def ordered(self, raw: torch.Tensor) -> torch.Tensor:
         """(..., Q) head outputs -> increasing corrections: the median's as it is, each other quantile one
@@ -103,11 +121,13 @@ class Forecaster(RecordsClass, L.LightningModule):
         return torch.cat([mid + below, mid, mid + above], -1)
 
     def _loss(self, batch):
+        """The pinball loss of every member's quantiles (each member learns on its own), and the MAE of the
+        ensemble's median."""
         inputs, series, base, target, mask = batch
-        pred = self(inputs, series, base)[mask]  # (valid steps, Q)
+        pred = self.each_member(inputs, series, base)[:, mask]  # (members, valid steps, Q)
         err = target[mask].unsqueeze(-1) - pred
         pinball = torch.maximum(self.levels * err, (self.levels - 1) * err).mean()
-        return pinball, err[:, self.median].abs().mean()
+        return pinball, err.mean(0)[:, self.median].abs().mean()
 
     def training_step(self, batch, batch_idx):
         loss, _ = self._loss(batch)

@@ -179,7 +179,7 @@ class ForecastDataModule(L.LightningDataModule):
         self.names = list(SERIES)
         self.horizons = [self.series[s]["splits"]["test"] for s in self.names]
         self.horizon = max(self.horizons)
-        self.classical = {}
+        self.classical: dict[str, dict] = {}
         for name, spec in (classical or {}).items():
             if name not in self.names:
                 raise RnnlabError(f"data.classical: unknown series {name!r}; the data has {', '.join(self.names)}")
@@ -208,7 +208,7 @@ class ForecastDataModule(L.LightningDataModule):
         inputs, ids, bases, targets, masks = [], [], [], [], []
         for i, (name, h) in enumerate(zip(self.names, self.horizons)):
             x, n_train = self.scaled(name), self.series[name]["splits"]["train"]
-            model = self.classical.get(name, {"spec": {}, "params": []})
+            model: dict = self.classical.get(name, {"spec": {}, "params": []})
             values, scale = np.asarray(self.series[name]["values"]), self.series[name]["scale"]
             if split == "train":
                 starts = range(0, n_train - self.window - h + 1)
