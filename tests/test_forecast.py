@@ -121,7 +121,7 @@ def test_split_fractions_are_checked(project):
 
 def test_windows_stay_inside_train(project, series):
     dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24)
-    inputs, ids, targets, masks = dm.data["train"].tensors
+    inputs, ids, _, targets, masks = dm.data["train"].tensors
     assert dm.horizons == [series["co2"]["splits"]["test"], series["sunspots"]["splits"]["test"]]
     for i, name in enumerate(dm.names):
         n_train, h = series[name]["splits"]["train"], dm.horizons[i]
@@ -131,7 +131,7 @@ def test_windows_stay_inside_train(project, series):
         # the last window's last target is the last train value: nothing of validation or test
         assert float(targets[rows][-1, h - 1]) == pytest.approx(float(dm.scaled(name)[n_train - 1]), abs=1e-5)
     # validation forecasts from every validation step, never past the validation stretch into test
-    _, vids, _, vmasks = dm.data["validation"].tensors
+    _, vids, _, _, vmasks = dm.data["validation"].tensors
     for i, name in enumerate(dm.names):
         n_val = series[name]["splits"]["validation"]
         assert vmasks[vids == i].sum(1).tolist() == list(range(n_val, 0, -1))

@@ -33,7 +33,6 @@ from rnnlab.core.io import atomic_path, write_json
 from rnnlab.core.sources import utf8_text, wheel_members
 from rnnlab.data.sampling import PIN_MEMORY
 from rnnlab.data.splits import load_raw, read_json
-from rnnlab.shapes import classical as classical_models
 
 FOLDER = "statsmodels/datasets/"
 MEMBERS = {"co2": FOLDER + "co2/co2.csv", "sunspots": FOLDER + "sunspots/sunspots.csv"}
@@ -179,6 +178,8 @@ class ForecastDataModule(L.LightningDataModule):
         self.names = list(SERIES)
         self.horizons = [self.series[s]["splits"]["test"] for s in self.names]
         self.horizon = max(self.horizons)
+        from rnnlab.shapes import classical as classical_models  # stage-deps: not run by the pull and preprocess stages
+
         self.classical: dict[str, dict] = {}
         for name, spec in (classical or {}).items():
             if name not in self.names:
@@ -205,6 +206,8 @@ class ForecastDataModule(L.LightningDataModule):
         return np.asarray(s["values"][start:start + s["splits"][split]])
 
     def _windows(self, split: str) -> TensorDataset:
+        from rnnlab.shapes import classical as classical_models  # stage-deps: not run by the pull and preprocess stages
+
         inputs, ids, bases, targets, masks = [], [], [], [], []
         for i, (name, h) in enumerate(zip(self.names, self.horizons)):
             x, n_train = self.scaled(name), self.series[name]["splits"]["train"]
