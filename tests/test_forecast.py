@@ -14,11 +14,13 @@ from hydra.utils import instantiate
 from rnnlab import RnnlabError
 from rnnlab.cli import main
 from rnnlab.core.trainer import make_trainer
+from rnnlab.core.validate import check_config
 from rnnlab.pipeline.train import build, train
+from rnnlab.shapes import classical
 from rnnlab.shapes.forecasting import Forecaster
 from rnnlab.tasks import load_checkpoint
 from rnnlab.tasks.forecast import data as forecast
-from rnnlab.tasks.forecast.baselines import autoreg, baseline_forecast, errors, naive, sarimax, seasonal_naive
+from rnnlab.tasks.forecast.baselines import autoreg, baseline_forecast, coverage, errors, naive, sarimax, seasonal_naive
 from rnnlab.tasks.forecast.data import ForecastDataModule
 
 from conftest import SLICES, compose, run_task
@@ -119,7 +121,7 @@ def test_split_fractions_are_checked(project):
 
 def test_windows_stay_inside_train(project, series):
     dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24)
-    inputs, ids, targets, masks = dm.data["train"].tensors
+    inputs, ids, _, targets, masks = dm.data["train"].tensors
     assert dm.horizons == [series["co2"]["splits"]["test"], series["sunspots"]["splits"]["test"]]
     for i, name in enumerate(dm.names):
         n_train, h = series[name]["splits"]["train"], dm.horizons[i]
@@ -129,7 +131,7 @@ def test_windows_stay_inside_train(project, series):
         # the last window's last target is the last train value: nothing of validation or test
         assert float(targets[rows][-1, h - 1]) == pytest.approx(float(dm.scaled(name)[n_train - 1]), abs=1e-5)
     # validation forecasts from every validation step, never past the validation stretch into test
-    _, vids, _, vmasks = dm.data["validation"].tensors
+    _, vids, _, _, vmasks = dm.data["validation"].tensors
     for i, name in enumerate(dm.names):
         n_val = series[name]["splits"]["validation"]
         assert vmasks[vids == i].sum(1).tolist() == list(range(n_val, 0, -1))
@@ -141,8 +143,8 @@ def test_forecast_horizon_length(project):
     dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24)
     torch.manual_seed(0)
     model = Forecaster(**dm.model_kwargs(), hidden_size=8, embedding_dim=2).eval()
-    inputs, ids, _, _ = dm.data["train"][:5]
-    assert model(inputs, ids).shape == (5, dm.horizon)
+    inputs, ids, base, _, _ = dm.data["train"][:5]
+    assert model(inputs, ids, base).shape == (5, dm.horizon, 3)
     for name, h in zip(dm.names, dm.horizons):
         out = model.forecast(name, dm.history(name, "test"))
         assert len(out) == h == len(dm.truth(name, "test")) and all(np.isfinite(out))
@@ -167,19 +169,27 @@ def test_rolling_origins_read_only_the_past_and_stay_inside_the_test_period(proj
     seen = []
 
     class Recorder:
-        """Forecasts the last value it was shown; remembers how much history that was."""
+        """Forecasts the last value it was shown (every quantile); remembers how much history that was."""
 
-        def forecast(self, name, history):
+        hparams = SimpleNamespace(quantiles=[0.1, 0.5, 0.9])
+
+        def quantile_forecast(self, name, history):
             seen.append(len(history))
-            return [float(history[-1])] * len(dm.truth(name, "test"))
+            return np.full((3, len(dm.truth(name, "test"))), float(history[-1]))
 
     n, start = len(dm.truth("co2", "test")), len(dm.history("co2", "test"))
     scores = rolling(dm, Recorder(), "co2", {"naive": {}}, SimpleNamespace(origins=3, horizon=0.5))
     horizon = round(n / 2)
     assert seen == [start + o for o in origins(n, horizon, 3)]
     # the recorder forecasts exactly what the naive baseline refitted from the same origin does
-    assert scores["model"] == scores["naive"] and scores["model"]["origins"] == 3
-    assert scores["model"]["horizon"] == horizon
+    assert {k: v for k, v in scores["model"].items() if k != "coverage_80"} == scores["naive"]
+    assert scores["model"]["origins"] == 3 and scores["model"]["horizon"] == horizon
+    # inside the validation stretch: origins from its start, nothing of test read
+    seen.clear()
+    val = rolling(dm, Recorder(), "co2", {}, SimpleNamespace(origins=3, horizon=0.5), "validation")
+    n_val, val_start = len(dm.truth("co2", "validation")), len(dm.history("co2", "validation"))
+    assert seen == [val_start + o for o in origins(n_val, round(n_val / 2), 3)] and max(seen) < start
+    assert val["model"]["origins"] == 3
 
 
 def test_baselines_on_toy_series():
@@ -208,6 +218,89 @@ def test_baselines_on_toy_series():
         baseline_forecast("naive", history, 3, period=2)
 
 
+def test_coverage_counts_the_truth_inside_the_interval():
+    # inside, above, below, on the upper bound (inside), on the lower bound (inside)
+    assert coverage([0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [0.5, 2.0, -1.0, 1.0, 0.0]) == 0.6
+    assert coverage([0.0], [0.0], [0.0]) == 1.0
+    with pytest.raises(RnnlabError, match="interval of"):
+        coverage([0, 0], [1, 1], [0.5])
+
+
+SPECS = {"co2": {"sarimax": {"order": [1, 1, 1], "seasonal_order": [0, 1, 1, 12]}}, "sunspots": {"autoreg": {"lags": 9}}}
+
+
+def test_classical_paths_from_one_filter_equal_each_origins_own_forecast(series):
+    """One Kalman pass over the series, rolled forward from each origin's state, is the forecast of a filter
+    run on that origin's history alone (and AutoReg's, and the last value's)."""
+    for name, spec in (*SPECS.items(), ("sunspots", {})):
+        values = np.array(series[name]["values"])
+        params = classical.fit(spec, values[:150])
+        many = classical.paths(spec, params, values, [60, 150, 200], 12)
+        for row, origin in zip(many, (60, 150, 200)):
+            assert np.allclose(row, classical.path(spec, params, values[:origin], 12), atol=1e-8)
+    assert classical.path({}, [], np.array([1.0, 4.0]), 3).tolist() == [4.0] * 3
+    with pytest.raises(RnnlabError, match="expected one of sarimax, autoreg"):
+        classical.fit({"prophet": {}}, values)
+
+
+def test_with_a_zero_correction_the_forecast_is_the_classical_path(project):
+    """The classical models are fitted on train only; the network adds a correction to their path, so a head
+    that outputs zero gives exactly the classical forecast as the median, the other quantiles on either side."""
+    dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24, classical=SPECS)
+    for name in dm.names:
+        n_train = dm.series[name]["splits"]["train"]
+        assert dm.classical[name]["params"] == classical.fit(SPECS[name], np.array(dm.series[name]["values"][:n_train]))
+    model = Forecaster(**dm.model_kwargs(), members=2, hidden_size=8, embedding_dim=2).eval()
+    for member in model.members:
+        torch.nn.init.zeros_(member.head.weight)
+        torch.nn.init.zeros_(member.head.bias)
+    for name, h in zip(dm.names, dm.horizons):
+        history = dm.history(name, "test")
+        expected = classical.path(SPECS[name], dm.classical[name]["params"], history, h)
+        lower, median, upper = model.quantile_forecast(name, history)
+        assert np.allclose(median, expected, atol=1e-3 * dm.series[name]["scale"]["std"])
+        assert np.allclose(model.forecast(name, history), median) and (lower < median).all() and (median < upper).all()
+    # the pinball loss on a known case: the truth on the classical path, the outer quantiles ln 2 off it
+    inputs, ids, base, _, mask = dm.data["train"][:]
+    loss, mae = model._loss((inputs, ids, base, base, mask))
+    assert loss.item() == pytest.approx(0.2 * np.log(2) / 3, rel=1e-5) and mae.item() == pytest.approx(0, abs=1e-6)
+    # the training windows carry the same paths, scaled: from the last window's origin
+    _, ids, base, _, _ = dm.data["train"].tensors
+    values, scale = np.array(dm.series["sunspots"]["values"]), dm.series["sunspots"]["scale"]
+    origin = dm.series["sunspots"]["splits"]["train"] - dm.horizons[1]
+    expected = classical.path(SPECS["sunspots"], dm.classical["sunspots"]["params"], values[:origin], dm.horizons[1])
+    assert np.allclose(base[ids == 1][-1, :dm.horizons[1]], (expected - scale["mean"]) / scale["std"], atol=1e-5)
+
+
+def test_quantiles_are_ordered_whatever_the_weights(project):
+    dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24)
+    torch.manual_seed(0)
+    model = Forecaster(**dm.model_kwargs(), quantiles=[0.05, 0.1, 0.5, 0.9, 0.95], members=3, hidden_size=8,
+                       embedding_dim=2)
+    with torch.no_grad():
+        for member in model.members:
+            member.head.weight.normal_(0, 10.0)
+            member.head.bias.normal_(0, 10.0)
+    inputs, ids, base, target, mask = dm.data["train"][:]
+    each, out = model.each_member(inputs, ids, base), model(inputs, ids, base)
+    assert each.shape == (3, len(inputs), dm.horizon, 5) and torch.allclose(out, each.mean(0))
+    # every member's quantiles are in order (softplus steps: a very negative raw one underflows to 0), so their
+    # mean's are; the raw head outputs are not
+    assert bool((each.diff(dim=-1) >= 0).all()) and bool((out.diff(dim=-1) >= 0).all())
+    assert not bool((model.members[0].head(torch.randn(50, 8)).diff(dim=-1) >= 0).all())
+
+
+@pytest.mark.parametrize("levels, ok", [([0.1, 0.5, 0.9], True), ([0.05, 0.1, 0.5, 0.9, 0.95], True),
+                                         ([0.9, 0.5, 0.1], False), ([0.2, 0.5, 0.8], False), ([0.1, 0.5, 1.0, 0.9], False)])
+def test_quantile_levels_are_checked_in_the_config(levels, ok):
+    cfg = compose("task=forecast", "model=gru", f"module.quantiles=[{','.join(map(str, levels))}]")
+    if ok:
+        check_config(cfg)
+    else:
+        with pytest.raises(RnnlabError, match="module.quantiles=.* must be increasing numbers in"):
+            check_config(cfg)
+
+
 @pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
 def test_fast_dev_run_from_the_real_config(project, tmp_path, model):
     cfg = compose("task=forecast", f"model={model}", "experiment=smoke_forecast", "trainer.fast_dev_run=true",
@@ -216,7 +309,7 @@ def test_fast_dev_run_from_the_real_config(project, tmp_path, model):
     module = build(cfg, dm)["model"]
     trainer = make_trainer(cfg.trainer, logger=False, callbacks=[])
     trainer.fit(module, datamodule=dm)
-    assert trainer.state.finished and type(module.encoder).__name__ == model.upper()
+    assert trainer.state.finished and type(module.members[0].encoder).__name__ == model.upper()
 
 
 def test_train_and_evaluate_write_metrics_plot_and_mlflow(trained, project, series):
@@ -225,15 +318,22 @@ def test_train_and_evaluate_write_metrics_plot_and_mlflow(trained, project, seri
     for split in ("test", "val"):
         assert set(metrics[split]) == {"co2", "sunspots"}
         assert all(v["rmse"] >= v["mae"] > 0 for v in metrics[split].values())
-    assert all(set(v) == {"mae", "rmse"} for v in metrics["val"].values())
+        assert all(set(v) == {"mae", "rmse", "coverage_80", "rolling"} for v in metrics[split].values())
     assert set(metrics["baseline"]["co2"]) == {"seasonal_naive", "sarimax"}
     assert set(metrics["baseline"]["sunspots"]) == {"naive", "autoreg"}
-    # every forecast is also scored from 5 origins inside the test period (conf/task/forecast.yaml)
+    # every forecast is also scored from 5 origins inside the test period and inside the validation stretch
+    # (conf/task/forecast.yaml); the model's with the coverage of its 80 % interval
     for name in ("co2", "sunspots"):
-        for scored in (metrics["test"][name], *metrics["baseline"][name].values()):
-            rolled = scored["rolling"]
+        for key, scored in ((k, s) for s in (metrics["test"][name], metrics["val"][name],
+                                             *metrics["baseline"][name].values()) for k in ("rolling", "val_rolling")):
+            if key not in scored:
+                continue
+            rolled = scored[key]
             assert rolled["origins"] == 5 and rolled["horizon"] == round(series[name]["splits"]["test"] / 2)
             assert rolled["rmse_mean"] >= rolled["mae_mean"] > 0 and rolled["mae_std"] >= 0
+        assert all("val_rolling" in b for b in metrics["baseline"][name].values())
+        for split in ("test", "val"):
+            assert 0 <= metrics[split][name]["coverage_80"] <= 1 and 0 <= metrics[split][name]["rolling"]["coverage_80"] <= 1
     # the naive baseline, recomputed by hand: the last value before the test horizon, repeated
     sun = np.array(series["sunspots"]["values"])
     h = series["sunspots"]["splits"]["test"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rnnlab import RnnlabError
 
@@ -28,6 +28,11 @@ def importable(v) -> bool:
     except Exception:
         return False
     return True
+
+
+def quantile_levels(v) -> bool:
+    v = list(v) if isinstance(v, (list, tuple, ListConfig)) else None
+    return bool(v) and all(number(q) and 0 < q < 1 for q in v) and v == sorted(set(v))
 
 
 def fraction(v) -> bool:
@@ -66,6 +71,9 @@ RULES = {
     "baseline.context": (lambda v: positive_int(v) or v == 0, "an integer >= 0"),
     "module.beam_width": (positive_int, "an integer >= 1"),
     "module.stack": (positive_int, "an integer >= 1"),
+    # the forecaster's levels: the median is its point forecast, 0.1 and 0.9 bound the 80 % interval scored
+    "module.quantiles": (lambda v: quantile_levels(v) and {0.1, 0.5, 0.9} <= set(v),
+                         "increasing numbers in (0, 1) that include 0.1, 0.5 and 0.9"),
     "evaluate.figures": (lambda v: positive_int(v) or v == 0, "an integer >= 0"),
     "data.batch_size": (positive_int, "an integer >= 1"),
     "data.eval_batch_size": (positive_int, "an integer >= 1"),

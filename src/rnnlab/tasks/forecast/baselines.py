@@ -66,3 +66,11 @@ def errors(pred, truth) -> dict[str, float]:
         raise RnnlabError(f"a forecast of {pred.shape} steps scored against {truth.shape}")
     diff = pred - truth
     return {"mae": round(float(np.abs(diff).mean()), 4), "rmse": round(float(np.sqrt((diff**2).mean())), 4)}
+
+
+def coverage(lower, upper, truth) -> float:
+    """The share of `truth` inside [lower, upper], step by step: of an 80 % interval, about 0.8 if well calibrated."""
+    lower, upper, truth = (np.asarray(a, dtype=float) for a in (lower, upper, truth))
+    if not lower.shape == upper.shape == truth.shape:
+        raise RnnlabError(f"an interval of {lower.shape} / {upper.shape} steps scored against {truth.shape}")
+    return round(float(((lower <= truth) & (truth <= upper)).mean()), 4)

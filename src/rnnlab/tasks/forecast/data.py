@@ -8,7 +8,8 @@
 The last `test` fraction of each series is its test horizon, the `validation` stretch before it picks the
 checkpoint, and train is everything earlier. Scaling statistics come from train only. ForecastDataModule
 serves windows of the train part: `window` past values in, the next `horizon` values (the series' test
-length) out.
+length) out, with the forecast of each series' classical model from the same origin (its parameters fitted
+on the train part once, rnnlab.shapes.classical), the path the network learns to correct.
 """
 
 from __future__ import annotations
@@ -157,11 +158,13 @@ def load_series(processed_dir: Path) -> dict:
 class ForecastDataModule(L.LightningDataModule):
     """Windows of both series for one model. A training example is `window` scaled values of one series
     (train steps only) and the `horizon` values after them, horizon = that series' test length; both series'
-    targets are padded to the longest horizon and a mask marks the valid steps. Validation: one window per
-    series, the last `window` train values in and the validation stretch out. A batch is
-    `(inputs (B, window), series ids (B,), targets (B, H), mask (B, H))`."""
+    targets are padded to the longest horizon and a mask marks the valid steps. Validation: a window
+    from every step of the validation stretch, forecasting up to its end. `classical`: {series: spec} of
+    rnnlab.shapes.classical (a series left out gets the last value as its path). A batch is
+    `(inputs (B, window), series ids (B,), classical path (B, H), targets (B, H), mask (B, H))`, all scaled."""
 
-    def __init__(self, processed_dir: str, window: int = 48, batch_size: int = 32, task: str = "forecast"):
+    def __init__(self, processed_dir: str, window: int = 48, batch_size: int = 32, task: str = "forecast",
+                 classical: dict | None = None):
         super().__init__()
         for key, value in (("window", window), ("batch_size", batch_size)):
             if not isinstance(value, int) or value < 1:
@@ -175,6 +178,15 @@ class ForecastDataModule(L.LightningDataModule):
         self.names = list(SERIES)
         self.horizons = [self.series[s]["splits"]["test"] for s in self.names]
         self.horizon = max(self.horizons)
+        from rnnlab.shapes import classical as classical_models  # stage-deps: not run by the pull and preprocess stages
+
+        self.classical: dict[str, dict] = {}
+        for name, spec in (classical or {}).items():
+            if name not in self.names:
+                raise RnnlabError(f"data.classical: unknown series {name!r}; the data has {', '.join(self.names)}")
+            # fitted on the train part only: its validation and test forecasts are out of sample
+            train = np.asarray(self.series[name]["values"][:self.series[name]["splits"]["train"]])
+            self.classical[name] = {"spec": dict(spec), "params": classical_models.fit(dict(spec), train)}
         self.data = {"train": self._windows("train"), "validation": self._windows("validation")}
 
     def scaled(self, name: str) -> np.ndarray:
@@ -194,9 +206,13 @@ class ForecastDataModule(L.LightningDataModule):
         return np.asarray(s["values"][start:start + s["splits"][split]])
 
     def _windows(self, split: str) -> TensorDataset:
-        inputs, ids, targets, masks = [], [], [], []
+        from rnnlab.shapes import classical as classical_models  # stage-deps: not run by the pull and preprocess stages
+
+        inputs, ids, bases, targets, masks = [], [], [], [], []
         for i, (name, h) in enumerate(zip(self.names, self.horizons)):
             x, n_train = self.scaled(name), self.series[name]["splits"]["train"]
+            model: dict = self.classical.get(name, {"spec": {}, "params": []})
+            values, scale = np.asarray(self.series[name]["values"]), self.series[name]["scale"]
             if split == "train":
                 starts = range(0, n_train - self.window - h + 1)
                 lengths = [h] * len(starts)
@@ -209,20 +225,29 @@ class ForecastDataModule(L.LightningDataModule):
                                   "lower data.window")
             if starts[0] < 0:
                 raise RnnlabError(f"{name}: data.window={self.window} is longer than its {n_train} train steps")
-            for start, length in zip(starts, lengths):
-                target = np.zeros(self.horizon)
-                target[:length] = x[start + self.window:start + self.window + length]
-                inputs.append(x[start:start + self.window])
+            # the classical model reads the whole history before each origin, as at forecast time
+            origins = [start + self.window for start in starts]
+            paths = classical_models.paths(model["spec"], model["params"], values, origins, h)
+            for start, origin, length, path in zip(starts, origins, lengths, paths):
+                target, base = np.zeros(self.horizon), np.zeros(self.horizon)
+                target[:length] = x[origin:origin + length]
+                base[:h] = (path - scale["mean"]) / scale["std"]
+                inputs.append(x[start:origin])
                 ids.append(i)
+                bases.append(base)
                 targets.append(target)
                 masks.append(np.arange(self.horizon) < length)
-        return TensorDataset(torch.tensor(np.array(inputs), dtype=torch.float32), torch.tensor(ids),
-                             torch.tensor(np.array(targets), dtype=torch.float32), torch.tensor(np.array(masks)))
+
+        def floats(rows):
+            return torch.tensor(np.array(rows), dtype=torch.float32)
+
+        return TensorDataset(floats(inputs), torch.tensor(ids), floats(bases), floats(targets),
+                             torch.tensor(np.array(masks)))
 
     def model_kwargs(self) -> dict:
         """What the model takes from the data, plain lists (checkpoints load with weights_only=True)."""
         return {"task": self.task, "series": list(self.names), "horizons": list(self.horizons),
-                "window": self.window,
+                "window": self.window, "classical": self.classical,
                 "scale": {name: [self.series[name]["scale"]["mean"], self.series[name]["scale"]["std"]]
                           for name in self.names}}
 
