@@ -125,6 +125,28 @@ def test_balance_options(project):
         LabelledDataModule("surname", processed, balance="oversample")
 
 
+def test_cross_validation_folds_cover_train_and_validation_once_each_and_leave_test_alone(project):
+    processed = str(project / "data" / "processed" / "surname")
+    plain = LabelledDataModule("surname", processed)
+    pooled = plain.shown("train") + plain.shown("validation")
+    seen = []
+    for fold in range(3):
+        dm = LabelledDataModule("surname", processed, folds=3, fold=fold)
+        train, validation = dm.shown("train"), dm.shown("validation")
+        assert sorted(train + validation) == sorted(pooled)
+        assert dm.shown("test") == plain.shown("test")
+        seen += validation
+        # stratified: every class with at least 3 pooled rows has one in each fold's validation
+        labels = np.bincount([y for _, y in plain.data["train"]] + [y for _, y in plain.data["validation"]])
+        present = set(int(y) for _, y in dm.data["validation"])
+        assert {c for c, n in enumerate(labels) if n >= 3} <= present
+    assert sorted(seen) == sorted(pooled)  # each pooled row validates exactly once
+    for folds, fold, message in ((1, 0, "data.folds must be an integer >= 2 or null, got 1"),
+                                 (3, 3, "data.fold must be an integer in 0..2, got 3")):
+        with pytest.raises(RnnlabError, match=message):
+            LabelledDataModule("surname", processed, folds=folds, fold=fold)
+
+
 def predict(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", *args])

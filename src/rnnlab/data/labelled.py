@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from datasets import load_from_disk
+from datasets import DatasetDict, concatenate_datasets, load_from_disk
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -24,10 +24,11 @@ BALANCES = (None, "class_weights", "sampler")
 class LabelledDataModule(L.LightningDataModule):
     """data/processed/TASK as padded batches `(inputs, lengths, labels)`: token ids (sentiment, surname) or
     standardised frames (speaker). `balance`: null (as sampled), class_weights (inverse class frequency in
-    the loss) or sampler (batches drawn with every class equally likely)."""
+    the loss) or sampler (batches drawn with every class equally likely). `folds` (with `fold`): k-fold
+    cross-validation for choosing settings, train and validation pooled and split again (`cross_validation`)."""
 
     def __init__(self, task: str, processed_dir: str, batch_size: int = 32, eval_batch_size: int = 256,
-                 balance: str | None = None):
+                 balance: str | None = None, folds: int | None = None, fold: int = 0):
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
@@ -47,12 +48,12 @@ class LabelledDataModule(L.LightningDataModule):
             raise RnnlabError(f"{self.processed_dir}: expected splits {', '.join(SPLITS)} with a tokens or "
                               f"frames column; found {dict(splits.column_names)}")
         self.kind = kinds[0]
-        self.splits = splits
+        self.splits = splits if folds is None else cross_validation(splits, folds, fold)
         self.labels = read_json(self.processed_dir / "labels.json")
         # converted once: a tensor per sequence is what collate pads, and far faster than row-wise arrow reads
-        self.data = {split: list(zip((torch.tensor(x) for x in splits[split][self.kind]), splits[split]["label"]))
-                     for split in SPLITS}
-        self.counts = np.bincount(splits["train"]["label"], minlength=len(self.labels))
+        self.data = {split: list(zip((torch.tensor(x) for x in self.splits[split][self.kind]),
+                                     self.splits[split]["label"])) for split in SPLITS}
+        self.counts = np.bincount(self.splits["train"]["label"], minlength=len(self.labels))
         if (self.counts == 0).any():
             raise RnnlabError(f"{self.processed_dir}: no training rows for class "
                               f"{self.labels[int(np.argmin(self.counts))]!r}")
@@ -98,3 +99,23 @@ class LabelledDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return self._eval_loader("test")
+
+
+def cross_validation(splits: DatasetDict, folds, fold) -> DatasetDict:
+    """Train and validation pooled and split into `folds` stratified folds, fold `fold` the validation: the
+    j-th pooled row of class c (in row order) falls in fold (j + c) % folds, so every class is spread over the
+    folds. For choosing settings when the validation split is too small to tell them apart (speaker: 45
+    utterances, one of them 0.022); test stays untouched. The speaker frames' standardisation keeps the
+    original train split's statistics."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise RnnlabError(f"data.folds must be an integer >= 2 or null, got {folds!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise RnnlabError(f"data.fold must be an integer in 0..{folds - 1}, got {fold!r}")
+    pooled = concatenate_datasets([splits["train"], splits["validation"]])
+    seen: dict[int, int] = {}
+    train: list[int] = []
+    validation: list[int] = []
+    for i, label in enumerate(pooled["label"]):
+        j = seen[label] = seen.get(label, -1) + 1
+        (validation if (j + label) % folds == fold else train).append(i)
+    return DatasetDict(train=pooled.select(train), validation=pooled.select(validation), test=splits["test"])
