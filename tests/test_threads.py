@@ -67,11 +67,18 @@ def test_thread_count_reads_the_config(monkeypatch, others, auto):
     assert candidates(2) == [1, 2] and candidates(1) == [1] and candidates(16) == [1, 8, 15, 16]
 
 
+def test_threads_are_auto_unless_a_task_or_the_command_line_sets_them():
+    assert compose().get("threads") is None and compose().callbacks.thread_tuner.threads == "auto"
+    forecast = compose("task=forecast")  # its config sets one thread: config.yaml must not override it
+    assert forecast.threads == 1 and forecast.callbacks.thread_tuner.threads == 1
+    assert compose("+threads=2").callbacks.thread_tuner.threads == 2
+
+
 def test_a_bad_thread_count_is_refused_naming_the_key():
     with pytest.raises(RnnlabError, match="threads='many'"):
-        check_config(compose("threads=many"))
-    check_config(compose("threads=auto"))
-    check_config(compose("threads=2"))
+        check_config(compose("+threads=many"))
+    check_config(compose("+threads=auto"))
+    check_config(compose("task=forecast", "threads=2"))
 
 
 class FakeClock:

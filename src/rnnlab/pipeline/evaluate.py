@@ -29,7 +29,7 @@ from rnnlab.tasks import get, load_checkpoint
 def run_evaluate(cfg: DictConfig) -> dict:
     """Score the trained models and add the scores to their MLflow runs."""
     check_config(cfg)
-    set_threads(cfg.get("threads"))
+    set_threads(cfg.get("threads", "auto"))
     task = get(cfg.task_name)
     model_dir = Path(cfg.paths.model_dir)
     dm = instantiate(cfg.data)

@@ -61,7 +61,7 @@ def is_main_process() -> bool:
 
 def train(cfg: DictConfig) -> dict:
     check_config(cfg)
-    set_threads(cfg.get("threads"))
+    set_threads(cfg.get("threads", "auto"))
     check_reachable(cfg.logger.tracking_uri)
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
