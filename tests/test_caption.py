@@ -146,16 +146,6 @@ def test_bad_module_settings_are_named(changes, message):
         tiny(**changes)
 
 
-def test_length_buckets_cover_every_row_once_in_batches_of_similar_length():
-    lengths = [3 + (i * 7) % 11 for i in range(200)]
-    torch.manual_seed(0)
-    sampler = C.LengthBuckets(lengths, batch_size=8, pool=5)
-    batches = list(sampler)
-    assert sorted(i for b in batches for i in b) == list(range(200)) and len(batches) == len(sampler) == 25
-    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
-    assert spread < 4  # random batches of 8 would span most of the 3..13 range
-
-
 # --- the stages on the fixture slices
 
 

@@ -4,10 +4,12 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from rnnlab import RnnlabError
 from rnnlab.core.sources import pypi_sdist, sha256_of
+from rnnlab.data.sampling import BucketSampler
 from rnnlab.data.vocab import CharVocab
 from rnnlab.pipeline import prepare as stages
 from rnnlab.tasks.charlm import data as shakespeare
@@ -115,3 +117,13 @@ def test_existing_output_survives_a_failed_preprocess(workdir):
     with pytest.raises(RnnlabError):
         shakespeare.preprocess(workdir / "data/raw/charlm", out, ["hamlet_gut"], ["hamlet_gut"])
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_bucket_batches_cover_every_row_once_in_batches_of_similar_length():
+    lengths = [3 + (i * 7) % 11 for i in range(200)]
+    torch.manual_seed(0)
+    sampler = BucketSampler(lengths, batch_size=8, pool=5)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(200)) and len(batches) == len(sampler) == 25
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 4  # random batches of 8 would span most of the 3..13 range

@@ -8,6 +8,8 @@ of the epoch and how many items the epoch has yielded, so the restored epoch rep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.utils.data import Sampler
 
@@ -56,3 +58,26 @@ class WeightedSampler(ResumableSampler):
 
     def __len__(self) -> int:
         return len(self.weights)
+
+
+class BucketSampler(ResumableSampler):
+    """Batches of rows of similar length (translate, summarize, caption): a recurrent decoder runs as many steps
+    as a batch's longest row, so one long row among short ones makes every row pay for it. Shuffle, cut into
+    pools of `pool` batches, sort each pool by length, cut it into batches, shuffle the batches (a resumed run
+    replays them)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 50):
+        super().__init__()
+        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
+
+    def draw(self) -> list[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), size):
+            chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size

@@ -53,7 +53,7 @@ from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import RecordsClass
 from rnnlab.core.optim import configure_optimizers
 from rnnlab.core.sources import debian_cache, sha256_of
-from rnnlab.data.sampling import PIN_MEMORY, ResumableSampler
+from rnnlab.data.sampling import PIN_MEMORY, BucketSampler
 from rnnlab.data.splits import SPLITS, load_raw, save_splits
 from rnnlab.data.vocab import TokenVocab
 
@@ -486,26 +486,6 @@ def collate(rows: list[tuple]) -> dict:
     return {"images": torch.stack(images), "ids": ids, "captions": list(captions), "styles": list(styles)}
 
 
-class LengthBuckets(ResumableSampler):
-    """Batches of captions of similar length: the decoder runs as many steps as a batch's longest caption, so
-    mixing one long caption into short ones makes every row pay for it. Shuffle, cut into pools of `pool`
-    batches, sort each pool by length, cut it into batches, shuffle the batches (a resumed run replays them)."""
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 20):
-        super().__init__()
-        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
-
-    def draw(self) -> list[list[int]]:
-        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
-        size = self.batch_size * self.pool
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
 
 
 class CaptionDataModule(L.LightningDataModule):
@@ -541,7 +521,7 @@ class CaptionDataModule(L.LightningDataModule):
         if not self.bucket:
             return StatefulDataLoader(rows, batch_size=self.batch_size, shuffle=True, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
                                       pin_memory=PIN_MEMORY)
-        sampler = LengthBuckets([len(row[1]) for row in rows], self.batch_size)
+        sampler = BucketSampler([len(row[1]) for row in rows], self.batch_size, pool=20)
         return StatefulDataLoader(rows, batch_sampler=sampler, collate_fn=collate, pin_memory=PIN_MEMORY)  # type: ignore[arg-type]  # a list is a map-style dataset
 
     def loader(self, split: str) -> DataLoader:

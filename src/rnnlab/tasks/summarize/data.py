@@ -42,7 +42,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json
 from rnnlab.core.sources import debian_cache, sha256_of
-from rnnlab.data.sampling import PIN_MEMORY, ResumableSampler
+from rnnlab.data.sampling import PIN_MEMORY, BucketSampler
 from rnnlab.data.subwords import BOS, EOS, PAD, UNK, collate, load_sentencepiece
 
 SPLITS = ("train", "validation", "test")
@@ -355,26 +355,6 @@ def pull_and_preprocess(root: Path, sources: Sequence[dict] = SOURCES, **params)
 log = logging.getLogger(__name__)
 
 
-class BucketSampler(ResumableSampler):
-    """Batches of similar length (less padding): shuffle, cut into pools of `pool` batches, sort each pool by
-    length, then shuffle the batches. The translator's (rnnlab.tasks.translate.data), not imported from there:
-    the train stage of this task does not depend on another task's files."""
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 50):
-        super().__init__()
-        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
-
-    def draw(self) -> list[list[int]]:
-        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
-        size = self.batch_size * self.pool
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
-
-    def __len__(self):
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 
 class SummaryDataModule(L.LightningDataModule):

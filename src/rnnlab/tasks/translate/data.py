@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json
-from rnnlab.data.sampling import PIN_MEMORY, ResumableSampler
+from rnnlab.data.sampling import PIN_MEMORY, BucketSampler
 from rnnlab.data.subwords import collate, load_sentencepiece, train_sentencepiece
 
 SPLITS = ("train", "validation", "test")
@@ -208,25 +207,6 @@ def summary(stats: dict) -> str:
                       for s, n in stats["rows"].items()) + f"; vocabulary {stats['vocab_size']}")
 
 
-class BucketSampler(ResumableSampler):
-    """Batches of similar length (less padding): shuffle, cut into pools of `pool` batches, sort each pool by
-    length, then shuffle the batches."""
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, pool: int = 50):
-        super().__init__()
-        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
-
-    def draw(self) -> list[list[int]]:
-        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
-        size = self.batch_size * self.pool
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = sorted(order[start:start + size], key=self.lengths.__getitem__)
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        return [batches[i] for i in torch.randperm(len(batches), generator=self.generator).tolist()]
-
-    def __len__(self):
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 
 class TranslationDataModule(L.LightningDataModule):
