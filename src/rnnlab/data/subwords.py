@@ -9,8 +9,11 @@ from collections.abc import Sequence
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.data.sampling import PIN_MEMORY, BucketSampler
 
 # SentencePiece ids: padding 0 (the models' padding_idx), unknown 1, begin 2, end 3
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -49,3 +52,32 @@ def collate(batch):
     lengths = torch.tensor([len(s) for s in src])
     return (pad_sequence(src, batch_first=True, padding_value=PAD), lengths,
             pad_sequence(tgt, batch_first=True, padding_value=PAD))
+
+
+class PairLoaders:
+    """The loaders of a data module whose `data[split]` holds (source ids, target ids) pairs (translate,
+    summarize): training batches of similar total length with `bucket` (BucketSampler), else shuffled; evaluation
+    in row order, so predictions line up with the rows of the split."""
+
+    data: dict
+    batch_size: int
+    eval_batch_size: int
+    bucket: bool
+
+    def train_dataloader(self):
+        if not self.bucket:
+            return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+                                      pin_memory=PIN_MEMORY)
+        lengths = [len(s) + len(t) for s, t in self.data["train"]]
+        return StatefulDataLoader(self.data["train"], batch_sampler=BucketSampler(lengths, self.batch_size),
+                                  collate_fn=collate, pin_memory=PIN_MEMORY)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,
+                          pin_memory=PIN_MEMORY)
+
+    def val_dataloader(self):
+        return self._eval_loader("validation")
+
+    def test_dataloader(self):
+        return self._eval_loader("test")

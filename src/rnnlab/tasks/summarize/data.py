@@ -36,14 +36,11 @@ import lightning as L
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from torch import nn
-from torch.utils.data import DataLoader
-from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json
 from rnnlab.core.sources import debian_cache, sha256_of
-from rnnlab.data.sampling import PIN_MEMORY, BucketSampler
-from rnnlab.data.subwords import BOS, EOS, PAD, UNK, collate, load_sentencepiece
+from rnnlab.data.subwords import BOS, EOS, PAD, UNK, PairLoaders, collate, load_sentencepiece
 
 SPLITS = ("train", "validation", "test")
 # Debian 12.15: both hashes are listed in that release's InRelease. The live path serves the newest point
@@ -357,7 +354,7 @@ log = logging.getLogger(__name__)
 
 
 
-class SummaryDataModule(L.LightningDataModule):
+class SummaryDataModule(PairLoaders, L.LightningDataModule):
     """The processed splits as padded (document ids, lengths, synopsis ids) batches, each document cut to its
     first `max_source_tokens` pieces (the lead of a description carries its synopsis; the tail costs time)."""
 
@@ -390,23 +387,6 @@ class SummaryDataModule(L.LightningDataModule):
         return {"task": self.task, "vocab_size": load_sentencepiece(self.proto).get_piece_size(),
                 "spm": base64.b64encode(self.proto).decode("ascii"), "max_source_tokens": self.max_source_tokens}
 
-    def train_dataloader(self):
-        if not self.bucket:
-            return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,
-                                      pin_memory=PIN_MEMORY)
-        lengths = [len(s) + len(t) for s, t in self.data["train"]]
-        return StatefulDataLoader(self.data["train"], batch_sampler=BucketSampler(lengths, self.batch_size),
-                                  collate_fn=collate, pin_memory=PIN_MEMORY)
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
-                          pin_memory=PIN_MEMORY)
-
-    def val_dataloader(self):
-        return self._eval_loader("validation")
-
-    def test_dataloader(self):
-        return self._eval_loader("test")
 
 
 if TYPE_CHECKING:  # the type checker sees the translator's attributes; at run time the base is added on first use

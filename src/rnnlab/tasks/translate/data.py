@@ -22,13 +22,10 @@ from typing import Any
 
 import lightning as L
 from datasets import Dataset, DatasetDict, load_from_disk
-from torch.utils.data import DataLoader
-from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json
-from rnnlab.data.sampling import PIN_MEMORY, BucketSampler
-from rnnlab.data.subwords import collate, load_sentencepiece, train_sentencepiece
+from rnnlab.data.subwords import PairLoaders, load_sentencepiece, train_sentencepiece
 
 SPLITS = ("train", "validation", "test")
 MODULES_DIR = "usr/share/sword/modules/texts/ztext"
@@ -209,7 +206,7 @@ def summary(stats: dict) -> str:
 
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(PairLoaders, L.LightningDataModule):
     def __init__(self, processed_dir: str, batch_size: int = 32, eval_batch_size: int = 128, bucket: bool = True,
                  task: str = "translate"):
         super().__init__()
@@ -239,20 +236,3 @@ class TranslationDataModule(L.LightningDataModule):
                 "spm_tgt": base64.b64encode(self.protos["es"]).decode("ascii"),
                 "max_source_tokens": int(self.stats["max_tokens"])}
 
-    def train_dataloader(self):
-        if not self.bucket:
-            return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,
-                                      pin_memory=PIN_MEMORY)
-        lengths = [len(s) + len(t) for s, t in self.data["train"]]
-        return StatefulDataLoader(self.data["train"], batch_sampler=BucketSampler(lengths, self.batch_size),
-                                  collate_fn=collate, pin_memory=PIN_MEMORY)
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        return DataLoader(self.data[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate,  # type: ignore[arg-type]  # a list is a map-style dataset
-                          pin_memory=PIN_MEMORY)
-
-    def val_dataloader(self):
-        return self._eval_loader("validation")
-
-    def test_dataloader(self):
-        return self._eval_loader("test")
