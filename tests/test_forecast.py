@@ -272,6 +272,23 @@ def test_with_a_zero_correction_the_forecast_is_the_classical_path(project):
     assert np.allclose(base[ids == 1][-1, :dm.horizons[1]], (expected - scale["mean"]) / scale["std"], atol=1e-5)
 
 
+def test_refit_re_estimates_the_classical_parameters_on_the_history_given(project):
+    """With `refit` the zero-correction forecast is the classical model refitted on that history (the peer's own
+    forecast), not the train-fitted parameters re-conditioned."""
+    dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24, classical=SPECS)
+    kept, refit = (Forecaster(**dm.model_kwargs(), hidden_size=8, embedding_dim=2, refit=r).eval() for r in (False, True))
+    refit.load_state_dict(kept.state_dict())
+    for member in (*kept.members, *refit.members):
+        torch.nn.init.zeros_(member.head.weight)
+        torch.nn.init.zeros_(member.head.bias)
+    name, h = "sunspots", dm.horizons[1]
+    history = dm.history(name, "test")
+    refitted = classical.path(SPECS[name], classical.fit(SPECS[name], history), history, h)
+    std = dm.series[name]["scale"]["std"]
+    assert np.allclose(refit.forecast(name, history), refitted, atol=1e-3 * std)
+    assert not np.allclose(kept.forecast(name, history), refitted, atol=1e-3 * std)
+
+
 def test_quantiles_are_ordered_whatever_the_weights(project):
     dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24)
     torch.manual_seed(0)
@@ -346,12 +363,17 @@ def test_train_and_evaluate_write_metrics_plot_and_mlflow(trained, project, seri
     assert len(rows) == series["co2"]["splits"]["test"] + h
     assert {"truth", "model", "seasonal_naive", "sarimax", "naive", "autoreg"} <= set(rows[0])
     assert (trained / "metrics" / "forecast_curves.csv").read_text().startswith("step,train_loss,val_loss,val_mae\n")
+    with open(trained / "reports" / "forecast_peers.csv") as f:
+        took = list(csv.DictReader(f))
+    assert [(r["peer"], r["series"]) for r in took] == [("seasonal_naive", "co2"), ("sarimax", "co2"),
+                                                        ("naive", "sunspots"), ("autoreg", "sunspots")]
+    assert all(float(r["seconds"]) >= 0 for r in took)
 
     client = mlflow.MlflowClient(f"sqlite:///{project}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-forecast").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["role"] == "model" and run.data.tags["cell"] == "gru"
     assert run.data.metrics["test_co2_mae"] == metrics["test"]["co2"]["mae"]
-    assert "baseline_sunspots_autoreg_rmse" in run.data.metrics
+    assert "baseline_sunspots_autoreg_rmse" in run.data.metrics and "baseline_co2_sarimax_seconds" in run.data.metrics
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"forecast_predictions.csv", "figures"}
 
     model = load_checkpoint(trained / "model" / "model.ckpt", task="forecast")
