@@ -272,23 +272,6 @@ def test_with_a_zero_correction_the_forecast_is_the_classical_path(project):
     assert np.allclose(base[ids == 1][-1, :dm.horizons[1]], (expected - scale["mean"]) / scale["std"], atol=1e-5)
 
 
-def test_refit_re_estimates_the_classical_parameters_on_the_history_given(project):
-    """With `refit` the zero-correction forecast is the classical model refitted on that history (the peer's own
-    forecast), not the train-fitted parameters re-conditioned."""
-    dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24, classical=SPECS)
-    kept, refit = (Forecaster(**dm.model_kwargs(), hidden_size=8, embedding_dim=2, refit=r).eval() for r in (False, True))
-    refit.load_state_dict(kept.state_dict())
-    for member in (*kept.members, *refit.members):
-        torch.nn.init.zeros_(member.head.weight)
-        torch.nn.init.zeros_(member.head.bias)
-    name, h = "sunspots", dm.horizons[1]
-    history = dm.history(name, "test")
-    refitted = classical.path(SPECS[name], classical.fit(SPECS[name], history), history, h)
-    std = dm.series[name]["scale"]["std"]
-    assert np.allclose(refit.forecast(name, history), refitted, atol=1e-3 * std)
-    assert not np.allclose(kept.forecast(name, history), refitted, atol=1e-3 * std)
-
-
 def test_quantiles_are_ordered_whatever_the_weights(project):
     dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24)
     torch.manual_seed(0)

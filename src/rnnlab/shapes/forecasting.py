@@ -17,9 +17,7 @@ model (`classical`, e.g. the SARIMAX or AutoReg its peer is), fitted once on the
 its path, re-conditioned on the history with those parameters fixed (rnnlab.shapes.classical), is fed to the
 decoder (relative to the last value) and the network predicts the correction to it. A series without one gets
 the last value repeated, the plain change-from-last forecast. With a few hundred windows, learning what a good
-linear model misses is far easier than learning the series from scratch. With `refit`, a forecast re-estimates
-the classical parameters on the history it is given (as the rolling-origin peers are refitted at each origin)
-instead of keeping those fitted on the train part; training always uses the latter (one fit, hundreds of origins).
+linear model misses is far easier than learning the series from scratch.
 
 It forecasts quantiles (`quantiles`, pinball loss), not one value: the median is the point forecast (the
 MAE-optimal one), the outer ones bound an interval. They are ordered by construction: the median plus or minus
@@ -81,7 +79,7 @@ class Forecaster(RecordsClass, L.LightningModule):
 
     def __init__(self, series: list[str], horizons: list[int], window: int, scale: dict[str, list[float]],
                  classical: dict[str, dict] | None = None, quantiles: tuple[float, ...] = (0.1, 0.5, 0.9),
-                 members: int = 1, refit: bool = False, task: str = "forecast", cell: str = "gru", hidden_size: int = 64,
+                 members: int = 1, task: str = "forecast", cell: str = "gru", hidden_size: int = 64,
                  num_layers: int = 1, embedding_dim: int = 4, dropout: float = 0.0, nonlinearity: str = "tanh",
                  impl: str = "torch", optimizer: dict | None = None, scheduler: dict | None = None):
         super().__init__()
@@ -160,8 +158,7 @@ class Forecaster(RecordsClass, L.LightningModule):
         mean, std = self.hparams.scale[name]
         i = self.hparams.series.index(name)
         model = (self.hparams.classical or {}).get(name) or {"spec": {}, "params": []}
-        params = classical.fit(model["spec"], values) if self.hparams.get("refit") else model["params"]
-        base = classical.path(model["spec"], params, values, self.hparams.horizons[i])
+        base = classical.path(model["spec"], model["params"], values, self.hparams.horizons[i])
         x, b = (torch.tensor((v - mean) / std, dtype=torch.float32, device=self.device)[None]
                 for v in (values[-window:], base))
         pred = self(x, torch.tensor([i], device=self.device), b)[0].T  # (Q, horizon)
