@@ -346,12 +346,17 @@ def test_train_and_evaluate_write_metrics_plot_and_mlflow(trained, project, seri
     assert len(rows) == series["co2"]["splits"]["test"] + h
     assert {"truth", "model", "seasonal_naive", "sarimax", "naive", "autoreg"} <= set(rows[0])
     assert (trained / "metrics" / "forecast_curves.csv").read_text().startswith("step,train_loss,val_loss,val_mae\n")
+    with open(trained / "reports" / "forecast_peers.csv") as f:
+        took = list(csv.DictReader(f))
+    assert [(r["peer"], r["series"]) for r in took] == [("seasonal_naive", "co2"), ("sarimax", "co2"),
+                                                        ("naive", "sunspots"), ("autoreg", "sunspots")]
+    assert all(float(r["seconds"]) >= 0 for r in took)
 
     client = mlflow.MlflowClient(f"sqlite:///{project}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("rnnlab-forecast").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["role"] == "model" and run.data.tags["cell"] == "gru"
     assert run.data.metrics["test_co2_mae"] == metrics["test"]["co2"]["mae"]
-    assert "baseline_sunspots_autoreg_rmse" in run.data.metrics
+    assert "baseline_sunspots_autoreg_rmse" in run.data.metrics and "baseline_co2_sarimax_seconds" in run.data.metrics
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"forecast_predictions.csv", "figures"}
 
     model = load_checkpoint(trained / "model" / "model.ckpt", task="forecast")

@@ -2,11 +2,14 @@
 each series' test horizon and validation stretch, the baselines of conf/task/forecast.yaml fitted on the same
 history, their MAE/RMSE, the same from several origins inside the test period and inside the validation
 stretch (`rolling`, `val_rolling`: the latter is what settings are chosen by), the coverage of the model's
-80 % interval (`coverage_80`), a CSV of every forecast and a PNG of history, truth, forecasts and interval."""
+80 % interval (`coverage_80`), a CSV of every forecast and a PNG of history, truth, forecasts and interval, and each
+baseline's fit + predict seconds on the whole horizon (reports/forecast_peers.csv: beside the metrics, not in them,
+which are byte-identical run to run)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import matplotlib
@@ -23,6 +26,7 @@ from rnnlab.tasks.forecast.baselines import baseline_forecast, coverage, errors 
 
 FIGURE = "figures/forecast.png"  # under paths.reports_dir
 PREDICTIONS = "forecast_predictions.csv"  # under paths.reports_dir
+PEERS = "forecast_peers.csv"  # under paths.reports_dir
 
 
 def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
@@ -34,7 +38,7 @@ def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
     if unknown:
         raise RnnlabError(f"baselines: unknown series {', '.join(unknown)}; the data has {', '.join(dm.names)}")
     scores: dict[str, dict[str, Any]] = {"test": {}, "val": {}, "baseline": {}}
-    forecasts, rows = {}, []
+    forecasts, rows, took = {}, [], []
     intervals = {}
     for name in dm.names:
         for split, key in (("validation", "val"), ("test", "test")):
@@ -45,7 +49,9 @@ def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
         forecasts[name] = {"model": median}
         intervals[name] = (lower, upper)
         for baseline, kwargs in (baselines.get(name) or {}).items():
+            start = perf_counter()
             forecasts[name][baseline] = baseline_forecast(baseline, history, len(truth), **(kwargs or {}))
+            took.append((baseline, name, round(perf_counter() - start, 2)))
             scores["baseline"].setdefault(name, {})[baseline] = errors(forecasts[name][baseline], truth)
         for split, key in (("validation", "val_rolling"), ("test", "rolling")):
             for label, result in rolling(dm, model, name, baselines.get(name) or {}, cfg.rolling_origin, split).items():
@@ -61,9 +67,12 @@ def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
     names = list(dict.fromkeys(k for f in forecasts.values() for k in f))
     rows = [r[:4] + [dict(zip(forecasts[r[0]], r[4:])).get(k, "") for k in names] for r in rows]
     write_text(reports / PREDICTIONS, table(["series", "date", "step", "truth", *names], rows))
+    write_text(reports / PEERS, table(["peer", "series", "seconds"], took))
     figure(dm, forecasts, intervals, dict(cfg.get("plot_history") or {}), reports / FIGURE)
     if run_id:
         client.log_artifact(run_id, str(reports / PREDICTIONS))
+        for baseline, name, seconds in took:
+            client.log_metric(run_id, f"baseline_{name}_{baseline}_seconds", seconds)
         client.log_artifact(run_id, str(reports / FIGURE), "figures")
     return scores
 
