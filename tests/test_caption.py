@@ -29,10 +29,14 @@ VOCAB = ["<pad>", "<unk>", "face", "red", "apple", ":", "skin", "tone", "light",
 
 
 def tiny(**changes) -> C.Captioner:
+    """A small captioner; with `neighbours`, its memory is five random images, captioned and grouped as MEMORY."""
     torch.manual_seed(0)
     kwargs = dict(vocab=VOCAB, hidden_size=16, embedding_dim=8, channels=[4, 8], convs=[1, 1], attention_dim=8,
-                  max_length=6, dropout=0.0)
-    return C.Captioner(**{**kwargs, **changes}).eval()
+                  max_length=6, dropout=0.0, memory_dim=8)
+    model = C.Captioner(**{**kwargs, **changes}).eval()
+    if model.hparams.neighbours:
+        model.remember(random_images(5, seed=1), [ids for ids, _ in MEMORY], [group for _, group in MEMORY])
+    return model
 
 
 def random_images(n: int, seed: int = 0) -> torch.Tensor:
@@ -40,12 +44,18 @@ def random_images(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (n, C.SIZE, C.SIZE, 4), generator=gen, dtype=torch.uint8)
 
 
+EOS = VOCAB.index(C.EOS)
+# the memory of tiny(neighbours=...): `words </s>` ids and the group of each of its five images
+MEMORY = [([3, 4, EOS], "apple"), ([2, EOS], "face"), ([2, 5, 8, 6, 7, EOS], "face"), ([3, EOS], "red"),
+          ([4, 5, 9, 6, 7, EOS], "apple")]
+
+
 # --- the model
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_beam_1_is_greedy(cell):
-    model = tiny(cell=cell)
+@pytest.mark.parametrize("cell, neighbours", [("lstm", 0), ("gru", 0), ("lstm", 2), ("gru", 3)])
+def test_beam_1_is_greedy(cell, neighbours):
+    model = tiny(cell=cell, neighbours=neighbours)
     images = random_images(6)
     ids, logps, weights = model.greedy(images)
     for image, greedy_ids, greedy_logp in zip(images, ids, logps):
@@ -56,8 +66,9 @@ def test_beam_1_is_greedy(cell):
     assert torch.allclose(weights[0].sum(-1), torch.ones(len(ids[0]) + 1), atol=1e-5)
 
 
-def test_beam_search_returns_n_best_distinct_captions_ranked_and_never_special_words():
-    model = tiny()
+@pytest.mark.parametrize("neighbours", [0, 2])
+def test_beam_search_returns_n_best_distinct_captions_ranked_and_never_special_words(neighbours):
+    model = tiny(neighbours=neighbours)
     found = model.beam_search(random_images(1)[0], beam_width=4, n_best=4)
     assert 1 <= len(found) <= 4 and len({tuple(ids) for ids, _ in found}) == len(found)
     assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)  # length_penalty 0: by log p
@@ -67,21 +78,64 @@ def test_beam_search_returns_n_best_distinct_captions_ranked_and_never_special_w
     assert all(isinstance(text, str) and 0 < p <= 1 for text, p in captions)
 
 
-def test_teacher_forcing_and_stepwise_decoding_agree():
-    model = tiny()
+@pytest.mark.parametrize("neighbours", [0, 2])
+def test_teacher_forcing_and_stepwise_decoding_agree(neighbours):
+    model = tiny(neighbours=neighbours)
     images = random_images(3)
     ids = torch.tensor([[VOCAB.index(C.BOS), 3, 4, VOCAB.index(C.EOS)]] * 3)
-    logits, alphas = model(C.pixels(images), ids)
-    feats, keys, state = model.encode(images)
+    logps, alphas = model(C.pixels(images), ids, model.retrieve(images))
+    ctx, state = model.encode(images)
     for t in range(ids.size(1) - 1):
-        step, state, alpha = model.step(ids[:, t], state, feats, keys)
-        assert torch.allclose(step, logits[:, t], atol=1e-5) and torch.allclose(alpha, alphas[:, t], atol=1e-6)
+        step, state, alpha = model.step(ids[:, t], state, ctx)
+        assert torch.allclose(step, logps[:, t], atol=1e-5) and torch.allclose(alpha, alphas[:, t], atol=1e-6)
+    # with or without copying, each step is a distribution over the vocabulary
+    assert torch.allclose(logps.exp().sum(-1), torch.ones(3, 3), atol=1e-5)
+
+
+def test_retrieval_finds_the_nearest_memory_images_but_never_the_own_group_in_training():
+    model = tiny(neighbours=2)
+    memory = random_images(5, seed=1)
+    retrieved = model.retrieve(memory)  # each memory image is its own nearest
+    assert [row[0][row[0] != 0].tolist() for row in retrieved] == [ids for ids, _ in MEMORY]
+    excluded = model.retrieve(memory, groups=[group for _, group in MEMORY])
+    for row, (_, group) in zip(excluded, MEMORY):
+        found = [[i for i in ids.tolist() if i] for ids in row]
+        assert all(ids != own for ids in found for own, g in MEMORY if g == group)
+    # the same rows whatever the batch: each caption's padding is trimmed to the batch's longest only
+    assert torch.equal(model.retrieve(memory[3:4])[0, :, :2], retrieved[3, :, :2])
+
+
+def test_copying_puts_the_attended_words_probability_on_their_ids():
+    """With the gate fully on copying, the next word's distribution is the attention over the retrieved words: only
+    words of the neighbours' captions can come out."""
+    model = tiny(neighbours=2)
+    with torch.no_grad():
+        model.copy.weight.zero_()
+        model.copy.bias.fill_(-50.0)  # p(generate) = sigmoid(-50): copy only
+    images = random_images(2)
+    ctx, state = model.encode(images)
+    logp, _, _ = model.step(torch.full((2,), VOCAB.index(C.BOS)), state, ctx)
+    for row, ids in zip(logp.exp(), ctx.word_ids):
+        words = set(ids.tolist()) - {0}
+        assert row[sorted(words)].sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_memory_travels_in_the_checkpoint(tmp_path):
+    model = tiny(neighbours=2)
+    state = model.state_dict()
+    assert state["memory_pixels"].shape == (5, C.RETRIEVAL ** 2 * 4) and state["memory_pixels"].dtype == torch.uint8
+    fresh = C.Captioner(**model.hparams)  # an empty memory, resized by loading
+    fresh.load_state_dict(state)
+    images = random_images(3)
+    assert fresh.eval().greedy(images)[0] == model.greedy(images)[0]
+    with pytest.raises(RnnlabError, match="retrieves from an empty memory"):
+        C.Captioner(**model.hparams).greedy(images)
 
 
 def test_colours_add_each_cells_mean_colour_to_its_annotation_vector():
     model = tiny(colours=True)
     images = random_images(2)
-    feats, _, _ = model.encode(images)
+    feats = model.encode(images)[0].feats
     assert feats.shape == (2, 64, 8 + 4)
     cell = C.pixels(images)[:, :, :8, :8].mean((2, 3))  # the top-left 8x8 pixels: the grid's first cell
     assert torch.allclose(feats[:, 0, -4:], cell, atol=1e-6)
@@ -106,17 +160,20 @@ def test_augmentation_shifts_and_zooms_but_never_flips():
     assert torch.allclose(tiny(shift=0.0, zoom=0.0).augment(x), x, atol=1e-5)
 
 
-def test_a_style_only_model_trains_on_its_style_alone(monkeypatch):
-    model = tiny(styles=["google"], shift=0.0, zoom=0.0, attention_penalty=0.0)
+@pytest.mark.parametrize("neighbours", [0, 2])
+def test_a_style_only_model_trains_on_its_style_alone(monkeypatch, neighbours):
+    model = tiny(styles=["google"], shift=0.0, zoom=0.0, attention_penalty=0.0, neighbours=neighbours)
     monkeypatch.setattr(model, "log", lambda *args, **kwargs: None)  # outside a Trainer
     ids = torch.tensor([[VOCAB.index(C.BOS), 2, VOCAB.index(C.EOS)], [VOCAB.index(C.BOS), 3, VOCAB.index(C.EOS)]])
     images = random_images(2)
-    batch = {"images": images, "ids": ids, "captions": ["face", "red"], "styles": ["twitter", "twitter"]}
+    batch = {"images": images, "ids": ids, "captions": ["face", "red"], "styles": ["twitter", "twitter"],
+             "groups": ["face", "red"]}
     model.train()
     assert model.training_step(batch, 0) is None  # nothing of its style in the batch: the step is skipped
     model.eval()  # no dropout or batch statistics: the losses are comparable
     mixed = model.training_step({**batch, "styles": ["google", "twitter"]}, 0)
-    nll, _, words, bag = model.losses(C.pixels(images[:1]), ids[:1], 0.0)
+    retrieved = model.retrieve(images[:1], ["face"])
+    nll, _, words, bag = model.losses(C.pixels(images[:1]), ids[:1], 0.0, retrieved)
     # the Google row alone
     assert words == 2 and bag.item() == 0 and mixed.item() == pytest.approx((nll / words).item(), rel=1e-5)
 
@@ -140,6 +197,7 @@ def test_the_bag_of_words_loss_counts_the_caption_words_only():
     ({"stem": 2, "grid": 2, "channels": [4], "convs": [1]}, "do not fit"),
     ({"vocab": ["<pad>", "<unk>", "a"]}, "start and end symbols"),
     ({"beam_width": 0}, "module.beam_width must be a positive integer"),
+    ({"neighbours": -1}, "module.neighbours must be a positive integer or 0"),
 ])
 def test_bad_module_settings_are_named(changes, message):
     with pytest.raises(RnnlabError, match=message):
@@ -173,7 +231,7 @@ def test_pull_and_preprocess_read_the_three_archives(project):
     stats = json.loads((project / "data" / "processed" / "caption" / "stats.json").read_text())
     assert stats["pairs"] == 84 and stats["styles"] == {"google": 42, "twitter": 42}
     dm = C.CaptionDataModule(str(project / "data" / "processed" / "caption"), batch_size=4)
-    image, ids, caption, style = dm.rows["train"][0]
+    image, ids, caption, style, group = dm.rows["train"][0]
     assert image.shape == (64, 64, 4) and ids[0] == dm.bos and ids[-1] == dm.eos and style in ("google", "twitter")
     assert dm.model_kwargs()["vocab"][dm.bos] == C.BOS and C.detokenize(
         [dm.vocab[i] for i in ids[1:-1]]).replace("<unk>", "") != ""
@@ -197,6 +255,11 @@ def test_train_evaluate_register_write_models_metrics_figures_and_a_version(trai
     assert scores["test"]["full"]["n"] == len(test) == scores["baseline"]["nearest"]["full"]["n"]
     assert scores["test"]["cross_style"]["n"] == test["style"].count("twitter")
     assert scores["test"]["no_skin_tone"]["n"] == len(test) - sum(test["skin_tone"])
+    # each model retrieves from the training images of its styles: the Google-only twin from the Google ones
+    train = C.load_splits(project / "data" / "processed" / "caption")["train"]
+    for role, rows in (("model", len(train)), ("baseline", train["style"].count("google"))):
+        ckpt = torch.load(trained / "model" / f"{role}.ckpt", weights_only=True)
+        assert len(ckpt["state_dict"]["memory_ids"]) == rows
     figures = trained / "reports" / "figures"
     for name in ("caption_contact_sheet.png", "caption_attention.png"):
         assert (figures / name).read_bytes()[:4] == b"\x89PNG"
