@@ -608,9 +608,12 @@ def caption(f: Files) -> str:
             + [cell(test[v]) for v, _ in CAPTION_VIEWS],
             ["captioner, greedy"] + [f"{fmt(test[v]['bleu_greedy'])} / – / {fmt(test[v]['exact_greedy'])}"
                                      for v, _ in CAPTION_VIEWS],
+            ["captioner, validation, beam search (width " + str(m["val"]["beam_width"]) + ")"]
+            + [cell(m["val"][v]) for v, _ in CAPTION_VIEWS],
             ["nearest neighbour, 32×32 pixels"] + [cell(m["baseline"]["nearest"][v]) for v, _ in CAPTION_VIEWS],
             ["constant caption"] + [cell(m["baseline"]["constant"][v]) for v, _ in CAPTION_VIEWS]]
-    header = ["test (BLEU-4 / ROUGE-L / exact %)"] + [f"{name} ({spaced(test[v]['n'])})" for v, name in CAPTION_VIEWS]
+    header = (["BLEU-4 / ROUGE-L / exact % (test, unless said)"]
+              + [f"{name} ({spaced(test[v]['n'])})" for v, name in CAPTION_VIEWS])
     return table(header, rows)
 
 
