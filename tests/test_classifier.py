@@ -115,6 +115,53 @@ def test_learns_a_separable_task_and_logs_the_shared_metrics(model_cls, kind):
     torch.testing.assert_close(probs.sum(-1), torch.ones(96))
 
 
+def test_an_ensemble_predicts_its_members_mean_probability_and_trains_each_as_if_alone():
+    single, ensemble = small("frames"), small("frames", members=3)
+    _, make = inputs_of("frames")
+    torch.manual_seed(1)
+    inputs, lengths, labels = collate([(make(n), n % 3) for n in (5, 2, 8, 3)])
+    inputs = inputs.double()
+    each = ensemble.member_logits(inputs, lengths)
+    # member 0 is the single model: same draws, same keys (a single model's checkpoint loads as before)
+    torch.testing.assert_close(each[0], single(inputs, lengths))
+    assert set(single.state_dict()) < set(ensemble.state_dict())
+    mean = torch.stack([x.softmax(-1) for x in each]).mean(0)
+    torch.testing.assert_close(ensemble(inputs, lengths).softmax(-1), mean)
+    torch.testing.assert_close(ensemble.predict_step((inputs, lengths), 0), mean)
+    # the training loss sums the members' own losses: member k's gradient is that of its loss alone
+    ensemble.train()
+    ensemble.drop.p = 0.0  # no dropout draws: the two passes below see the same network
+    ensemble.log = lambda *args, **kwargs: None  # no Trainer to log to
+    ensemble.training_step((inputs, lengths, labels), 0).backward()
+    for k, parts in enumerate(ensemble.members()):
+        params = [p for part in parts if part is not None for p in part.parameters()]
+        alone = torch.autograd.grad(F.cross_entropy(ensemble.member_logits(inputs, lengths)[k], labels), params)
+        for p, g in zip(params, alone):
+            torch.testing.assert_close(p.grad, g)
+    # clipped member by member: each member's norm is the limit
+    ensemble.configure_gradient_clipping(None, gradient_clip_val=1e-3, gradient_clip_algorithm="norm")
+    for parts in ensemble.members():
+        norms = [p.grad.norm() for part in parts if part is not None for p in part.parameters()]
+        torch.testing.assert_close(torch.stack(norms).norm().item(), 1e-3, rtol=1e-4, atol=0)
+    with pytest.raises(RnnlabError, match="model.members must be a positive integer, got 0"):
+        small("frames", members=0)
+
+
+@pytest.mark.parametrize("kind", ("tokens", "frames"))
+def test_a_convolution_branch_reads_each_sequence_as_if_alone(kind):
+    model = small(kind, conv_channels=[4, 7, 5], members=2)
+    assert model.conv.kernels == [8, 5, 3] and model.head.in_features == 6 + 5
+    _, make = inputs_of(kind)
+    torch.manual_seed(1)
+    seq = make(4)
+    inputs, lengths, _ = collate([(make(9), 0), (seq, 0), (make(2), 0)])
+    inputs = inputs.double() if kind == "frames" else inputs
+    with torch.no_grad():  # eval mode: the batch norms use their running statistics
+        torch.testing.assert_close(model(inputs, lengths)[1:2], model(seq[None], torch.tensor([4])), atol=1e-9, rtol=0)
+    with pytest.raises(RnnlabError, match=r"module.conv_kernels: one kernel size per entry of module.conv_channels"):
+        small(kind, conv_channels=[4, 7], conv_kernels=[3])
+
+
 def test_class_weights_enter_the_loss():
     model = BagClassifier(2, vocab_size=VOCAB, class_weights=[0.0, 1.0])
     inputs, lengths, labels = collate([([1, 2], 0), ([3], 1), ([4, 5, 6], 1)])

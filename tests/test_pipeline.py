@@ -126,15 +126,15 @@ def test_dvc_pipeline_end_to_end(tmp_path):
     assert stages_run(sh(root, "dvc", "repro", *TARGETS)) == set()
     assert "metrics/charlm.json" in sh(root, "dvc", "metrics", "show")
 
-    write_params(root, model="gru")
+    write_params(root, model="rnn")
     assert stages_run(sh(root, "dvc", "repro", *TARGETS)) == {"train@charlm", "evaluate@charlm", "register@charlm"}
-    gru = root / "conf" / "model" / "gru.yaml"
-    committed = gru.read_text()
-    gru.write_text(committed + "# an edit under conf/\n")
-    # a stage reads only the conf/ files its task composes: the char LM (now gru) goes stale, the speaker
-    # classifier (lstm) does not
+    rnn = root / "conf" / "model" / "rnn.yaml"
+    committed = rnn.read_text()
+    rnn.write_text(committed + "# an edit under conf/\n")
+    # a stage reads only the conf/ files its task composes: the char LM (now rnn) goes stale, the speaker
+    # classifier (gru) does not
     assert stale(root, TARGETS) == {"train@charlm", "evaluate@charlm"}
-    gru.write_text(committed)
+    rnn.write_text(committed)
 
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "baseline")

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rnnlab import RnnlabError
+from rnnlab.data.augment import AugmentedFrames, FrameAugment
 from rnnlab.data.padding import SEQUENCE_KEYS, collate
 from rnnlab.data.sampling import PIN_MEMORY, WeightedSampler
 from rnnlab.data.splits import SPLITS, read_json
@@ -25,10 +26,13 @@ class LabelledDataModule(L.LightningDataModule):
     """data/processed/TASK as padded batches `(inputs, lengths, labels)`: token ids (sentiment, surname) or
     standardised frames (speaker). `balance`: null (as sampled), class_weights (inverse class frequency in
     the loss) or sampler (batches drawn with every class equally likely). `folds` (with `fold`): k-fold
-    cross-validation for choosing settings, train and validation pooled and split again (`cross_validation`)."""
+    cross-validation for choosing settings, train and validation pooled and split again (`cross_validation`).
+    `augment` (frames only; rnnlab.data.augment.FrameAugment's fields): training rows changed a little each
+    time they are drawn (jitter, channel scaling, time warp, crop); null or all 0 leaves them as they are."""
 
     def __init__(self, task: str, processed_dir: str, batch_size: int = 32, eval_batch_size: int = 256,
-                 balance: str | None = None, folds: int | None = None, fold: int = 0):
+                 balance: str | None = None, folds: int | None = None, fold: int = 0,
+                 augment: dict | None = None):
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
@@ -48,6 +52,10 @@ class LabelledDataModule(L.LightningDataModule):
             raise RnnlabError(f"{self.processed_dir}: expected splits {', '.join(SPLITS)} with a tokens or "
                               f"frames column; found {dict(splits.column_names)}")
         self.kind = kinds[0]
+        self.augment = FrameAugment.from_config(augment)
+        if self.augment is not None and self.kind != "frames":
+            raise RnnlabError(f"data.augment changes real-valued frames; {task}'s rows are {self.kind}: "
+                              "set it to null")
         self.splits = splits if folds is None else cross_validation(splits, folds, fold)
         self.labels = read_json(self.processed_dir / "labels.json")
         # converted once: a tensor per sequence is what collate pads, and far faster than row-wise arrow reads
@@ -82,11 +90,13 @@ class LabelledDataModule(L.LightningDataModule):
         return [f"{len(x)} frames" for x, _ in self.data[split]]
 
     def train_dataloader(self):
+        # a new generator for each fit, drawn from the global one only when augmenting (plain runs keep their draws)
+        rows = self.data["train"] if self.augment is None else AugmentedFrames(self.data["train"], self.augment)
         if self.balance != "sampler":
-            return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+            return StatefulDataLoader(rows, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
                                       pin_memory=PIN_MEMORY)
         sampler = WeightedSampler([1.0 / self.counts[label] for _, label in self.data["train"]])
-        return StatefulDataLoader(self.data["train"], batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
+        return StatefulDataLoader(rows, batch_size=self.batch_size, sampler=sampler, collate_fn=collate,
                                   pin_memory=PIN_MEMORY)
 
     def _eval_loader(self, split: str) -> DataLoader:

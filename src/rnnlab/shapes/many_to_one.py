@@ -8,6 +8,7 @@ the hidden states into one vector for a class.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import lightning as L
 import torch
@@ -20,6 +21,10 @@ from rnnlab.core.recurrent import make_rnn
 from rnnlab.shapes.classification import SequenceClassifierBase, check_inputs, check_sizes, valid_steps
 
 POOLINGS = ("last", "mean", "max", "attention")
+# what each member of an ensemble has of its own (SequenceClassifier, members > 1)
+PARTS = ("encoder", "rnn", "attention", "head", "conv")
+# LSTM-FCN's kernel sizes (Karim et al. 2017), layer by layer, unless module.conv_kernels gives others
+CONV_KERNELS = (8, 5, 3)
 
 
 class SequenceRegressor(L.LightningModule):
@@ -85,45 +90,119 @@ class AdditiveAttention(nn.Module):
         return (weights.unsqueeze(-1) * out).sum(1), weights
 
 
+class ConvBranch(nn.Module):
+    """LSTM-FCN's fully convolutional branch (Karim et al. 2017), beside the recurrent layer on the same inputs:
+    per layer Conv1d ("same" padding) -> BatchNorm -> ReLU, then the mean over each sequence's own steps. Padded
+    steps are zeroed before every convolution, so a sequence reads as if alone (in eval mode; in training the
+    batch statistics see the zeros too)."""
+
+    def __init__(self, size: int, channels: list[int], kernels: list[int]):
+        super().__init__()
+        self.kernels = list(kernels)
+        self.convs = nn.ModuleList(nn.Conv1d(n_in, width, kernel)
+                                   for n_in, width, kernel in zip([size, *channels], channels, kernels))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(width) for width in channels)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, size) and the (B, T) mask of valid steps -> (B, channels[-1])."""
+        keep = mask.unsqueeze(1).to(x.dtype)
+        h = x.transpose(1, 2)
+        for conv, norm, k in zip(self.convs, self.norms, self.kernels):
+            # "same" padding by hand: torch's warns at every call for an even kernel
+            h = torch.relu(norm(conv(F.pad(h * keep, ((k - 1) // 2, k // 2)))))
+        return (h * keep).sum(-1) / keep.sum(-1)
+
+
 class SequenceClassifier(SequenceClassifierBase):
     """Embedding (token ids) or linear projection (frames) -> RNN/LSTM/GRU over packed sequences -> pooling
-    ("last", "mean", "max" or "attention") -> dropout -> linear layer over the classes."""
+    ("last", "mean", "max" or "attention") -> dropout -> linear layer over the classes.
+
+    `members` > 1: an ensemble of that many such networks, each initialised by its own draws and trained on the
+    same batches with its own loss and its own gradient clipping, so each learns as it would alone; the model's
+    output is the log of their mean class probability (Lakshminarayanan et al. 2017), so its softmax is that mean
+    and its cross-entropy (the validation loss) the ensemble's. Member 0 is the model's own `encoder`, `rnn`,
+    `attention` and `head`, as without members: a single model's checkpoint keeps its keys.
+
+    `conv_channels` (LSTM-FCN, Karim et al. 2017): a ConvBranch of those widths reads the same inputs as the
+    recurrent layer, and its pooled output joins the recurrent one before the head; `conv_kernels` its kernel
+    sizes (8, 5, 3 by default, as theirs)."""
 
     def __init__(self, num_classes: int, vocab_size: int | None = None, input_size: int | None = None,
                  embedding_dim: int = 64, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
                  dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
-                 pooling: str = "last", attention_dim: int = 64, impl: str = "torch",
+                 pooling: str = "last", attention_dim: int = 64, impl: str = "torch", members: int = 1,
+                 conv_channels: list[int] | None = None, conv_kernels: list[int] | None = None,
                  class_weights: list[float] | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
                  task: str | None = None, labels: list[str] | None = None, vocab: list[str] | None = None,
                  standardise: dict[str, list[float]] | None = None):
         super().__init__(num_classes, vocab_size, input_size, class_weights, task, labels, vocab, standardise)
-        check_sizes(attention_dim=attention_dim)
+        check_sizes(attention_dim=attention_dim, members=members)
+        self.conv_kernels = list(conv_kernels or CONV_KERNELS[:len(conv_channels or ())])
+        if len(self.conv_kernels) != len(conv_channels or ()):
+            raise RnnlabError(f"module.conv_kernels: one kernel size per entry of module.conv_channels "
+                              f"({conv_channels!r}), got {conv_kernels!r}")
+        check_sizes(**{f"conv_channels[{i}]": c for i, c in enumerate(conv_channels or ())},
+                    **{f"conv_kernels[{i}]": k for i, k in enumerate(self.conv_kernels)})
         if pooling not in POOLINGS:
             raise RnnlabError(f"model.pooling: unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.save_hyperparameters()
         self.input_size, self.pooling = input_size, pooling
-        if vocab_size is not None:
-            self.encoder: nn.Module = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        else:
-            self.encoder = nn.Linear(input_size, embedding_dim)  # type: ignore[arg-type]  # set without vocab_size
-        self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity, bidirectional, impl)
         self.directions = 2 if bidirectional else 1
-        features = hidden_size * self.directions
-        self.attention = AdditiveAttention(features, attention_dim) if pooling == "attention" else None
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(features, num_classes)
+        self.encoder, self.rnn, self.attention, self.head, self.conv = self.member_parts()
+        # a ModuleDict holds a None part (no attention, no conv) as a module attribute does
+        self.others = nn.ModuleList(nn.ModuleDict(dict(zip(PARTS, self.member_parts())))  # type: ignore[arg-type]
+                                    for _ in range(members - 1))
+
+    def member_parts(self) -> tuple[nn.Module, nn.Module, nn.Module | None, nn.Module, nn.Module | None]:
+        """One network's encoder, recurrent layer, attention (None unless pooling is attention), head and
+        convolution branch (None without conv_channels)."""
+        h: Any = self.hparams  # every __init__ argument (save_hyperparameters)
+        if h.vocab_size is not None:
+            encoder: nn.Module = nn.Embedding(h.vocab_size, h.embedding_dim, padding_idx=0)
+        else:
+            encoder = nn.Linear(h.input_size, h.embedding_dim)
+        rnn = make_rnn(h.cell, h.embedding_dim, h.hidden_size, h.num_layers, h.dropout, h.nonlinearity,
+                       h.bidirectional, h.impl)
+        features = h.hidden_size * self.directions
+        attention = AdditiveAttention(features, h.attention_dim) if h.pooling == "attention" else None
+        # built before the head only when asked for: a model without it draws its weights as before
+        conv = ConvBranch(h.embedding_dim, h.conv_channels, self.conv_kernels) if h.conv_channels else None
+        features += h.conv_channels[-1] if h.conv_channels else 0
+        return encoder, rnn, attention, nn.Linear(features, h.num_classes), conv
+
+    def members(self) -> list[tuple]:
+        """(encoder, rnn, attention, head, conv) of each member, member 0 first."""
+        return [(self.encoder, self.rnn, self.attention, self.head, self.conv),
+                *(tuple(getattr(m, part) for part in PARTS) for m in self.others)]
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        each = self.member_logits(inputs, lengths)
+        if len(each) == 1:
+            return each[0]
+        # log of the mean probability: logsumexp of the members' log-probabilities, less log(members)
+        return torch.logsumexp(torch.stack([F.log_softmax(x, dim=-1) for x in each]), dim=0) - math.log(len(each))
+
+    def member_logits(self, inputs: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         check_inputs(inputs, self.input_size)
-        x = self.drop(self.encoder(inputs))
+        mask = valid_steps(lengths, inputs.size(1), inputs.device)
+        return [self.logits(parts, inputs, lengths, mask) for parts in self.members()]
+
+    def logits(self, parts: tuple, inputs: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        encoder, rnn, attention, head, conv = parts
+        x = self.drop(encoder(inputs))
         # packing runs each sequence for its own length only, so padding never reaches the state
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, state = self.rnn(packed)
+        out, state = rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         h_n = state[0] if isinstance(state, tuple) else state
-        return self.head(self.drop(self.pool(out, h_n, valid_steps(lengths, x.size(1), x.device))))
+        pooled = self.pool(out, h_n, mask, attention)
+        if conv is not None:
+            pooled = torch.cat([pooled, conv(x, mask)], dim=-1)
+        return head(self.drop(pooled))
 
-    def pool(self, out: torch.Tensor, h_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def pool(self, out: torch.Tensor, h_n: torch.Tensor, mask: torch.Tensor,
+             attention: nn.Module | None = None) -> torch.Tensor:
         """(B, T, features) hidden states of the last layer -> (B, features), padded steps left out."""
         if self.pooling == "last":
             # the last layer's final states: forward ends on each sequence's last step, backward on its first
@@ -132,4 +211,25 @@ class SequenceClassifier(SequenceClassifierBase):
             return out.masked_fill(~mask.unsqueeze(-1), 0).sum(1) / mask.sum(1, keepdim=True)
         if self.pooling == "max":
             return out.masked_fill(~mask.unsqueeze(-1), -math.inf).amax(1)
-        return self.attention(out, mask)[0]  # type: ignore[misc]  # pooling is attention: set in __init__
+        return (attention if attention is not None else self.attention)(out, mask)[0]  # type: ignore[misc]  # pooling is attention: set in __init__
+
+    def training_step(self, batch, batch_idx):
+        if not self.others:
+            return super().training_step(batch, batch_idx)
+        inputs, lengths, labels = batch
+        losses = torch.stack([F.cross_entropy(x, labels, weight=self.class_weights)
+                              for x in self.member_logits(inputs, lengths)])
+        # the curve shows a member's mean loss; the sum gives each member the gradient of its own loss
+        self.log("train_loss", losses.mean(), on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return losses.sum()
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Each member's gradient clipped on its own, as if it trained alone (one global norm would tie them)."""
+        if not self.others or not gradient_clip_val:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        for parts in self.members():
+            params = [p for part in parts if part is not None for p in part.parameters()]
+            if gradient_clip_algorithm == "value":
+                nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                nn.utils.clip_grad_norm_(params, gradient_clip_val)

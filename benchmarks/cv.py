@@ -1,0 +1,121 @@
+"""K-fold cross-validation of a labelled task's recurrent model, for choosing settings without the test split.
+
+    python benchmarks/cv.py --tag aug-jitter --seeds 0 1 -- data.augment.jitter=0.1
+    python benchmarks/cv.py --tag aug-jitter --seeds 0 1 2 --report-only     # the stored runs, ensembles too
+
+Each (fold, seed) composes conf/ as `rnnlab train task=TASK experiment=TASK data.folds=K data.fold=I seed=S`
+with the overrides after `--`, builds the data and the model as rnnlab.pipeline.train does (same seeding, so the
+same model as the `model` role of that command), fits it with cfg.trainer, no logger, keeping the best checkpoint
+by cfg.monitor, and stores its class probabilities on the held-out fold in OUT/TAG/fold{I}-seed{S}.npz. The
+report: mean held-out accuracy over the folds for each seed, its mean over seeds, and the accuracy of the
+ensembles that average the probabilities of the first 2, 3, ... seeds. The test split is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import rnnlab.core.resolvers  # noqa: F401  the config's resolvers
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def fit_fold(overrides: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
+    """One fold, one seed: (held-out probabilities (N, classes), held-out labels, seconds of fitting)."""
+    import lightning as L
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from rnnlab.core.trainer import make_trainer
+    from rnnlab.pipeline.train import build
+    from rnnlab.shapes.classification import probabilities
+
+    cfg = compose(overrides)
+    L.seed_everything(cfg.seed, workers=True)
+    dm = instantiate(cfg.data)
+    model = build(cfg, dm)["model"]  # the baseline too, as train() builds it: the same draws
+    L.seed_everything(cfg.seed, workers=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        best = ModelCheckpoint(dirpath=tmp, filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode,
+                               save_top_k=1)
+        trainer = make_trainer(cfg.trainer, logger=False, callbacks=[best], enable_progress_bar=False,
+                               enable_model_summary=False)
+        start = time.perf_counter()
+        trainer.fit(model, datamodule=dm)
+        seconds = time.perf_counter() - start
+        model.load_state_dict(torch.load(best.best_model_path, weights_only=True)["state_dict"])
+    model.eval()
+    rows = dm.data["validation"]
+    probs = probabilities(model, [x for x, _ in rows]).numpy()
+    return probs, np.array([y for _, y in rows]), seconds
+
+
+def report(out: Path, folds: int, seeds: list[int]) -> None:
+    runs = {(f, s): np.load(out / f"fold{f}-seed{s}.npz") for f in range(folds) for s in seeds
+            if (out / f"fold{f}-seed{s}.npz").exists()}
+    done = [s for s in seeds if all((f, s) in runs for f in range(folds))]
+    if not done:
+        print(f"{out.name}: no seed has all {folds} folds yet")
+        return
+    per_seed = []
+    for s in done:
+        accs = [float((runs[f, s]["probs"].argmax(1) == runs[f, s]["labels"]).mean()) for f in range(folds)]
+        secs = np.mean([float(runs[f, s]["seconds"]) for f in range(folds)])
+        per_seed.append(np.mean(accs))
+        print(f"{out.name} seed {s}: cv acc {np.mean(accs):.4f} (folds {' '.join(f'{a:.3f}' for a in accs)}; "
+              f"fit {secs:.1f} s)")
+    print(f"{out.name}: {len(done)} seed(s), cv acc {np.mean(per_seed):.4f} +- {np.std(per_seed):.4f} (sd over seeds)")
+    for n in range(2, len(done) + 1):
+        accs = [float((np.mean([runs[f, s]["probs"] for s in done[:n]], 0).argmax(1) == runs[f, done[0]]["labels"])
+                      .mean()) for f in range(folds)]
+        print(f"{out.name}: ensemble of {n} seeds (mean probabilities), cv acc {np.mean(accs):.4f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="speaker")
+    parser.add_argument("--tag", required=True, help="the setting's name: its runs are stored in OUT/TAG")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "cv")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the setting (after --)")
+    args = parser.parse_args(argv)
+    out = args.out / args.tag
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(int(os.environ.get("CV_THREADS", "1")))
+    if not args.report_only:
+        (out / "overrides.txt").write_text(" ".join(args.overrides) + "\n")
+        for seed in args.seeds:
+            for fold in range(args.folds):
+                path = out / f"fold{fold}-seed{seed}.npz"
+                if path.exists():
+                    continue
+                probs, labels, seconds = fit_fold([f"task={args.task}", f"experiment={args.task}",
+                                                   f"data.folds={args.folds}", f"data.fold={fold}", f"seed={seed}",
+                                                   *args.overrides])
+                np.savez(path, probs=probs, labels=labels, seconds=seconds)
+                print(f"{args.tag} fold {fold} seed {seed}: acc {(probs.argmax(1) == labels).mean():.4f} "
+                      f"({seconds:.1f} s)", file=sys.stderr, flush=True)
+    report(out, args.folds, args.seeds)
+
+
+if __name__ == "__main__":
+    main()
