@@ -11,6 +11,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset, load_from_disk
 from PIL import Image
 
@@ -339,8 +340,9 @@ def test_nearest_neighbour_uses_premultiplied_pixels():
     test = train[[3, 1]].copy()
     test[..., :3] = np.where(test[..., 3:] == 0, 255 - test[..., :3], test[..., :3])  # only invisible colour differs
     assert B.nearest(train, test).tolist() == [3, 1]
-    assert np.array_equal(B.thumbnails(train[[3, 1]]), B.thumbnails(test))
-    assert B.thumbnails(train).shape == (5, 32 * 32 * 4)
+    thumbs = B.thumbnails(torch.from_numpy(train), B.THUMBNAIL, torch.float64)
+    assert torch.equal(thumbs[[3, 1]], B.thumbnails(torch.from_numpy(test), B.THUMBNAIL, torch.float64))
+    assert thumbs.shape == (5, 32 * 32 * 4)
 
 
 def test_baselines_on_the_slice(project):

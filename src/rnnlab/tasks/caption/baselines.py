@@ -19,10 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from datasets import Dataset
 
 from rnnlab import RnnlabError
-from rnnlab.tasks.caption.data import images, load_splits
+from rnnlab.tasks.caption.data import distances, images, load_splits, thumbnails
 
 THUMBNAIL = 32
 # view -> (style fitted on, style scored, skin-tone captions scored?); None: every style
@@ -60,25 +61,15 @@ def best_constant(candidates: Sequence[str], validation: Sequence[str]) -> tuple
     return best[1], round(best[0], 2)
 
 
-def thumbnails(images: np.ndarray) -> np.ndarray:
-    """uint8 RGBA (n, 64, 64, 4) -> float64 (n, 32 * 32 * 4): colour premultiplied by alpha, 2x2 means."""
-    x = images.astype(np.float64) / 255.0
-    x[..., :3] *= x[..., 3:]
-    n, h, w, c = x.shape
-    f = h // THUMBNAIL
-    return x.reshape(n, THUMBNAIL, f, THUMBNAIL, f, c).mean(axis=(2, 4)).reshape(n, -1)
-
-
 def nearest(train_images: np.ndarray, test_images: np.ndarray, chunk: int = 512) -> np.ndarray:
-    """For each test image, the index of the nearest training image (Euclidean, on thumbnails)."""
-    train, test = thumbnails(train_images), thumbnails(test_images)
-    norms = (train ** 2).sum(axis=1)
-    found = []
-    for start in range(0, len(test), chunk):  # bounded memory: a chunk x train distance matrix at a time
-        # |a - b|^2 = |a|^2 - 2ab + |b|^2; |a|^2 is the same for every training image
-        d = norms[None, :] - 2.0 * test[start:start + chunk] @ train.T
-        found.append(d.argmin(axis=1))
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    """For each test image, the index of the nearest training image: Euclidean on 32x32 premultiplied thumbnails
+    in float64 (the captioner's retrieval compares the same pixels at 16x16), the first of equals."""
+    train = thumbnails(torch.from_numpy(train_images), THUMBNAIL, torch.float64)
+    test = thumbnails(torch.from_numpy(test_images), THUMBNAIL, torch.float64)
+    norms = (train * train).sum(1)
+    found = [distances(test[start:start + chunk], train, norms).argmin(1)  # bounded memory: a chunk at a time
+             for start in range(0, len(test), chunk)]
+    return torch.cat(found).numpy() if found else np.zeros(0, dtype=np.int64)
 
 
 def select(ds: Dataset, style: str | None, skin_tone: bool = True) -> Dataset:

@@ -470,10 +470,10 @@ def fetch_package(**source: str) -> Path:
 BOS, EOS = "<s>", "</s>"
 
 
-def pixels(images: torch.Tensor) -> torch.Tensor:
+def pixels(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 RGBA (B, 64, 64, 4) -> float (B, 4, 64, 64) in [0, 1], the colour premultiplied by alpha: a
     transparent pixel is 0 whatever its stored colour, so padding an image (augmentation) adds transparency."""
-    x = images.permute(0, 3, 1, 2).float() / 255.0
+    x = images.permute(0, 3, 1, 2).to(dtype) / 255.0
     return torch.cat([x[:, :3] * x[:, 3:], x[:, 3:]], dim=1)
 
 
@@ -567,9 +567,16 @@ CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
 RETRIEVAL = 16
 
 
-def thumbnails(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGBA (B, 64, 64, 4) -> float (B, 16 * 16 * 4) in [0, 1]: premultiplied, block means."""
-    return F.adaptive_avg_pool2d(pixels(images), RETRIEVAL).flatten(1)
+def thumbnails(images: torch.Tensor, side: int = RETRIEVAL, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 RGBA (B, 64, 64, 4) -> float (B, side * side * 4) in [0, 1]: premultiplied, block means. The pixels
+    both the captioner's retrieval and the nearest-neighbour baseline (caption/baselines.py, 32x32) compare."""
+    return F.adaptive_avg_pool2d(pixels(images, dtype), side).flatten(1)
+
+
+def distances(queries: torch.Tensor, memory: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """Thumbnails (B, D) against (N, D) with their squared norms (N,) -> (B, N), the squared Euclidean distance
+    less |q|^2, which is the same for every memory row and so keeps their order: |m|^2 - 2 q.m."""
+    return norms[None] - 2 * queries @ memory.T
 
 
 class Context(NamedTuple):
@@ -721,7 +728,7 @@ class Captioner(RecordsClass, L.LightningModule):
         if not len(self.memory_ids):
             raise RnnlabError("the captioner retrieves from an empty memory: train it (or call remember) first")
         memory, norms = self.bank()
-        distance = norms[None] - 2 * thumbnails(images) @ memory.T  # |q|^2 is the same for every row
+        distance = distances(thumbnails(images), memory, norms)
         if groups is not None:
             own = torch.tensor([self.group_index.get(g, -1) for g in groups], device=distance.device)
             distance = distance.masked_fill(own[:, None] == self.memory_groups[None], math.inf)
