@@ -156,11 +156,14 @@ def seeds_of(f: Files, task: str) -> dict | None:
     return found if len(found["seeds"]) > 1 else None
 
 
-def peer_seconds(f: Files, task: str) -> dict[str, str]:
+def peer_seconds(f: Files, task: str, series: tuple[str, ...] = ()) -> dict[str, str]:
     """Each classical peer's fit + predict seconds, from reports/TASK/TASK_peers.csv (the evaluate stage's; kept
-    out of the metrics, which must be byte-identical run to run); {} where the task has none."""
+    out of the metrics, which must be byte-identical run to run); {} where the task has none. A file with a
+    `series` column (forecast's: the peers of each series) gives only the rows of a series in `series`."""
     rel = f"reports/{task}/{task}_peers.csv"
-    return {r["peer"]: r["seconds"] for r in f.csv(rel)} if (f.root / rel).is_file() else {}
+    if not (f.root / rel).is_file():
+        return {}
+    return {r["peer"]: r["seconds"] for r in f.csv(rel) if "series" not in r or r["series"] in series}
 
 
 def against(model: dict, baseline: dict, higher_is_better: bool) -> str:
@@ -202,7 +205,7 @@ def headline(f: Files) -> str:
         else:
             model = {"mean": get(scores, ("test",) + path), "std": 0.0}
             shown = f"**{fmt(model['mean'])}**"
-        versus, seconds = [], peer_seconds(f, name)
+        versus, seconds = [], peer_seconds(f, name, path)  # forecast's series: along the path
         for b in t.baselines:
             v = baseline_score(spread, b, path, dict) if spread else baseline_score(scores, b, path)
             if v is not None:
@@ -510,8 +513,8 @@ def forecast(f: Files) -> str:
             return "–"
         return f"{fmt(s['coverage_80'])} / {fmt(s['rolling']['coverage_80'])}"
 
-    seconds = peer_seconds(f, "forecast")  # {} before the evaluate stage timed them
     for series, label in SERIES.items():
+        seconds = peer_seconds(f, "forecast", (series,))  # {} before the evaluate stage timed them
         t_s = m["test"][series]
         rows.append([label, "**GRU seq2seq**", f"**{fmt(t_s['mae'])}**", f"**{fmt(t_s['rmse'])}**", f"**{rolled(t_s)}**",
                      covered(t_s), ""])

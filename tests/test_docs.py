@@ -124,3 +124,17 @@ def test_mkdocs_build_strict(tmp_path):
     assert "WARNING" not in result.stderr, result.stderr
     assert (tmp_path / "site" / "index.html").is_file()
     assert (tmp_path / "site" / "figures" / "forecast.png").is_file()
+
+
+def test_a_peer_shared_by_two_series_shows_each_series_time(tmp_path):
+    """forecast's peer runtimes are per series (reports/forecast/forecast_peers.csv: peer, series, seconds): a
+    peer name in two series' rows gives each series its own time, in the README's row (CO2) and on the page."""
+    root = copy_checkout(tmp_path)
+    (root / "reports" / "forecast" / "forecast_peers.csv").write_text(
+        "peer,series,seconds\nseasonal_naive,co2,0.0\nsarimax,co2,0.77\nnaive,sunspots,0.0\nautoreg,sunspots,0.01\n"
+        "sarimax,sunspots,9.99\n", encoding="utf-8")
+    subprocess.run([sys.executable, str(RESULTS), "--root", str(root)], check=True, capture_output=True, timeout=60)
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "(ahead, 0.77 s)" in readme and "9.99" not in readme
+    page = (root / "docs" / "tasks" / "forecasting.md").read_text(encoding="utf-8")
+    assert "| 0.77 |" in page and "9.99" not in page
