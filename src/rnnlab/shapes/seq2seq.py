@@ -24,6 +24,7 @@ from rnnlab.core.checkpoint import RecordsClass
 from rnnlab.core.optim import configure_optimizers
 from rnnlab.core.recurrent import make_rnn
 from rnnlab.data.subwords import BOS, EOS, PAD, load_sentencepiece
+from rnnlab.shapes.beam import beam_search, gnmt_penalty, layers_first
 
 ATTENTIONS = ("general", "additive")
 
@@ -198,51 +199,21 @@ class Seq2SeqTranslator(RecordsClass, L.LightningModule):
     @torch.inference_mode()
     def beam_search(self, src_ids: list[int], beam_width: int | None = None, length_penalty: float | None = None,
                     max_len: int | None = None) -> list[int]:
-        """One sentence's best token ids by beam search (without EOS). A hypothesis that emits EOS is finished
-        with score log p / ((5 + length) / 6) ** length_penalty; the search stops once `beam_width` are
-        finished or at the length limit (the live hypotheses then count as finished). At width 1 it is greedy."""
-        k = beam_width or self.hparams.beam_width
+        """One sentence's best token ids by beam search (without EOS; rnnlab.shapes.beam), finished hypotheses
+        ranked by log p / ((5 + length) / 6) ** length_penalty. At width 1 it is greedy."""
         alpha = self.hparams.length_penalty if length_penalty is None else length_penalty
-        max_len = max_len or self.max_length(len(src_ids))
         src = torch.tensor([src_ids], device=self.device)
         memory, keys, mask, state = self.encode(src, torch.tensor([len(src_ids)]))
 
-        def penalty(n):
-            return ((5 + n) / 6) ** alpha
-
-        hyps: list[list[int]] = [[]]
-        scores = torch.zeros(1, device=self.device)
-        finished = []
-        for step in range(max_len):
+        def step(last: torch.Tensor, state: Any, hyps: list[list[int]], t: int) -> tuple[torch.Tensor, Any]:
             n = len(hyps)
-            last = torch.tensor([h[-1] if h else BOS for h in hyps], device=self.device)
             logits, state, _ = self.decode(last[:, None], memory.expand(n, -1, -1), keys.expand(n, -1, -1),
                                            mask.expand(n, -1), state)
-            cand = (scores[:, None] + torch.log_softmax(logits[:, -1].float(), -1)).view(-1)
-            top_scores, top = cand.topk(min(2 * k, cand.numel()))
-            vocab = logits.size(-1)
-            keep, new_scores = [], []
-            for score, idx in zip(top_scores.tolist(), top.tolist()):
-                beam, token = divmod(idx, vocab)
-                if token == EOS:
-                    finished.append((score / penalty(len(hyps[beam]) + 1), hyps[beam]))
-                    if len(finished) >= k:
-                        break
-                else:
-                    keep.append((beam, token))
-                    new_scores.append(score)
-                if len(keep) == k:
-                    break
-            if len(finished) >= k or not keep:
-                break
-            if step + 1 == max_len:  # out of length: the live hypotheses count as they are
-                finished += [(s / penalty(len(hyps[b]) + 1), hyps[b] + [t]) for (b, t), s in zip(keep, new_scores)]
-                break
-            index = torch.tensor([b for b, _ in keep], device=self.device)
-            state = tuple(s[:, index] for s in state) if isinstance(state, tuple) else state[:, index]
-            hyps = [hyps[b] + [t] for b, t in keep]
-            scores = torch.tensor(new_scores, device=self.device)
-        return max(finished, key=lambda f: f[0])[1]
+            return torch.log_softmax(logits[:, -1].float(), -1), state
+
+        found = beam_search(step, state, layers_first, BOS, EOS, beam_width or self.hparams.beam_width,
+                            max_len or self.max_length(len(src_ids)), gnmt_penalty(alpha), device=self.device)
+        return found[0][0]
 
     # --- raw text
     def sentencepiece(self, side: str):

@@ -57,6 +57,7 @@ from rnnlab.core.sources import debian_cache, sha256_of
 from rnnlab.data.sampling import PIN_MEMORY, BucketSampler
 from rnnlab.data.splits import SPLITS, load_raw, save_splits
 from rnnlab.data.vocab import TokenVocab
+from rnnlab.shapes.beam import batch_first, beam_search
 
 log = logging.getLogger(__name__)
 
@@ -908,43 +909,20 @@ class Captioner(RecordsClass, L.LightningModule):
         return rows, total, [weights[i, :len(r) + 1].float().cpu() for i, r in enumerate(rows)]
 
     @torch.inference_mode()
-    def beam_search(self, image: torch.Tensor, beam_width: int | None = None, n_best: int = 1):
-        """One image's `n_best` captions by beam search: (word ids without </s>, summed log-probability), best
-        first by log p / (words + 1) ** length_penalty. A hypothesis is finished when it emits </s> (which it must
-        after max_length words); the search stops once `beam_width` are finished. At width 1 it is greedy
-        decoding."""
-        k = beam_width or self.hparams.beam_width
+    def beam_search(self, image: torch.Tensor, beam_width: int | None = None,
+                    n_best: int = 1) -> list[tuple[list[int], float]]:
+        """One image's `n_best` captions by beam search (rnnlab.shapes.beam): (word ids without </s>, summed
+        log-probability), best first by log p / (words + 1) ** length_penalty. A hypothesis is finished when it
+        emits </s> (which it must after max_length words). At width 1 it is greedy decoding."""
         ctx, state = self.encode(image[None])
-        device = ctx.feats.device
-        hyps: list[list[int]] = [[]]
-        scores = torch.zeros(1, device=device)
-        finished: list[tuple[float, list[int]]] = []
-        for step in range(self.hparams.max_length + 1):
-            n = len(hyps)
-            last = torch.tensor([h[-1] if h else self.bos for h in hyps], device=device)
-            logits, state, _ = self.step(last, state, ctx.expand(n))
-            cand = (scores[:, None] + self.next_log_probs(logits, step)).view(-1)
-            top_scores, top = cand.topk(min(2 * k, int(torch.isfinite(cand).sum())))
-            keep: list[tuple[int, int, float]] = []
-            for score, index in zip(top_scores.tolist(), top.tolist()):
-                beam, word = divmod(index, logits.size(-1))
-                if word == self.eos:
-                    finished.append((score, hyps[beam]))
-                    if len(finished) >= k:
-                        break
-                else:
-                    keep.append((beam, word, score))
-                if len(keep) == k:
-                    break
-            if len(finished) >= k or not keep:  # at max_length words every candidate is </s>: none kept
-                break
-            index = torch.tensor([b for b, _, _ in keep], device=device)
-            state = tuple(s[index] for s in state) if isinstance(state, tuple) else state[index]
-            hyps = [hyps[b] + [w] for b, w, _ in keep]
-            scores = torch.tensor([s for _, _, s in keep], device=device)
+
+        def step(last: torch.Tensor, state: Any, hyps: list[list[int]], t: int) -> tuple[torch.Tensor, Any]:
+            logits, state, _ = self.step(last, state, ctx.expand(len(hyps)))
+            return self.next_log_probs(logits, t), state
+
         alpha = self.hparams.length_penalty
-        ranked = sorted(finished, key=lambda f: -f[0] / (len(f[1]) + 1) ** alpha)
-        return [(ids, score) for score, ids in ranked[:n_best]]
+        return beam_search(step, state, batch_first, self.bos, self.eos, beam_width or self.hparams.beam_width,
+                           self.hparams.max_length + 1, lambda n: n ** alpha, n_best, ctx.feats.device)
 
     def caption_of(self, ids: list[int]) -> str:
         vocab = self.hparams.vocab

@@ -41,6 +41,7 @@ from rnnlab import RnnlabError
 from rnnlab.core.io import atomic_path, write_json
 from rnnlab.core.sources import debian_cache, sha256_of
 from rnnlab.data.subwords import BOS, EOS, PAD, UNK, PairLoaders, collate, load_sentencepiece
+from rnnlab.shapes.beam import beam_search, gnmt_penalty, layers_first
 
 SPLITS = ("train", "validation", "test")
 # Debian 12.15: both hashes are listed in that release's InRelease. The live path serves the newest point
@@ -492,62 +493,31 @@ class PointerGeneratorMixin(_Translator):
     @torch.inference_mode()
     def beam_search(self, src_ids: list[int], beam_width: int | None = None, length_penalty: float | None = None,
                     max_len: int | None = None, no_repeat_ngram: int | None = None) -> list[int]:
-        """One document's best synopsis ids (without EOS). A hypothesis that emits EOS is finished with score
+        """One document's best synopsis ids (without EOS; rnnlab.shapes.beam), finished hypotheses ranked by
         log p / ((5 + length) / 6) ** length_penalty; a token that would repeat an n-gram of its hypothesis, EOS
         before `min_decode_len` tokens and the unknown piece are never chosen. At width 1 without blocking it is
         the translator's greedy decoding."""
         hp = self.hparams
-        k = beam_width or hp.beam_width
         alpha = hp.length_penalty if length_penalty is None else length_penalty
         block = hp.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram
-        max_len = max_len or self.max_length(len(src_ids))
         src = torch.tensor([src_ids], device=self.device)
         memory, keys, src, state = self.encode(src, torch.tensor([len(src_ids)]))
 
-        def penalty(n):
-            return ((5 + n) / 6) ** alpha
-
-        hyps: list[list[int]] = [[]]
-        scores = torch.zeros(1, device=self.device)
-        finished: list[tuple[float, list[int]]] = []
-        for step in range(max_len):
+        def step(last: torch.Tensor, state: Any, hyps: list[list[int]], t: int) -> tuple[torch.Tensor, Any]:
             n = len(hyps)
-            last = torch.tensor([h[-1] if h else BOS for h in hyps], device=self.device)
             logp, state, _ = self.decode(last[:, None], memory.expand(n, -1, -1), keys.expand(n, -1, -1),
                                          src.expand(n, -1), state)
             logp = logp[:, -1].float()
             logp[:, UNK] = -math.inf
-            if step < hp.min_decode_len:
+            if t < hp.min_decode_len:
                 logp[:, EOS] = -math.inf
             for b, hyp in enumerate(hyps):
                 logp[b, self.blocked(hyp, block)] = -math.inf
-            cand = (scores[:, None] + logp).view(-1)
-            top_scores, top = cand.topk(min(2 * k, cand.numel()))
-            vocab = logp.size(-1)
-            keep, new_scores = [], []
-            for score, idx in zip(top_scores.tolist(), top.tolist()):
-                if score == -math.inf:
-                    break
-                beam, token = divmod(idx, vocab)
-                if token == EOS:
-                    finished.append((score / penalty(len(hyps[beam]) + 1), hyps[beam]))
-                    if len(finished) >= k:
-                        break
-                else:
-                    keep.append((beam, token))
-                    new_scores.append(score)
-                if len(keep) == k:
-                    break
-            if len(finished) >= k or not keep:
-                break
-            if step + 1 == max_len:  # out of length: the live hypotheses count as they are
-                finished += [(s / penalty(len(hyps[b]) + 1), hyps[b] + [t]) for (b, t), s in zip(keep, new_scores)]
-                break
-            index = torch.tensor([b for b, _ in keep], device=self.device)
-            state = tuple(s[:, index] for s in state) if isinstance(state, tuple) else state[:, index]
-            hyps = [hyps[b] + [t] for b, t in keep]
-            scores = torch.tensor(new_scores, device=self.device)
-        return max(finished, key=lambda f: f[0])[1] if finished else []
+            return logp, state
+
+        found = beam_search(step, state, layers_first, BOS, EOS, beam_width or hp.beam_width,
+                            max_len or self.max_length(len(src_ids)), gnmt_penalty(alpha), device=self.device)
+        return found[0][0] if found else []
 
     # --- raw text
     def sentencepiece(self, side: str = "src"):
