@@ -254,6 +254,8 @@ def test_train_evaluate_register_write_models_metrics_figures_and_a_version(trai
     test = C.load_splits(project / "data" / "processed" / "caption")["test"]
     assert scores["test"]["full"]["n"] == len(test) == scores["baseline"]["nearest"]["full"]["n"]
     assert scores["test"]["cross_style"]["n"] == test["style"].count("twitter")
+    # each model decodes as chosen for it: the captioner by the smoke budget's beam, the twin greedily
+    assert scores["test"]["beam_width"] == 2 and scores["test"]["cross_style"]["beam_width"] == 1
     assert scores["test"]["no_skin_tone"]["n"] == len(test) - sum(test["skin_tone"])
     # each model retrieves from the training images of its styles: the Google-only twin from the Google ones
     train = C.load_splits(project / "data" / "processed" / "caption")["train"]

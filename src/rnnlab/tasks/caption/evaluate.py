@@ -75,6 +75,7 @@ def score(models: dict, dm, cfg: DictConfig, runs: dict, client) -> dict:
             rows = rows_of(part, scored)
             other = decode(models["baseline"], split_images(dm, split)[rows], batch)
             scores[key]["cross_style"] = view_scores(other, [refs[i] for i in rows], list(range(len(rows))))
+            scores[key]["cross_style"]["beam_width"] = models["baseline"].hparams.beam_width  # its own decoding
         scores[key]["beam_width"] = model.hparams.beam_width
     found = baselines.run(dm.processed_dir, log.info)
     constant = {view: s.pop("caption") for view, s in found["constant"].items()}
