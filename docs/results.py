@@ -620,6 +620,12 @@ def caption(f: Files) -> str:
             + [cell(m["val"][v]) for v, _ in CAPTION_VIEWS],
             ["nearest neighbour, 32×32 pixels"] + [cell(m["baseline"]["nearest"][v]) for v, _ in CAPTION_VIEWS],
             ["constant caption"] + [cell(m["baseline"]["constant"][v]) for v, _ in CAPTION_VIEWS]]
+    spread = seeds_of(f, "caption")  # the seeds stage's: the same training from other seeds
+    if spread:
+        for split, label in (("test", "test"), ("val", "validation")):
+            rows.insert(3 if split == "test" else 4, [f"captioner, {label}, mean ± sd over {len(spread['seeds'])} seeds"]
+                        + [" / ".join(mean_sd(spread[split][v][k]) for k in ("bleu", "rouge_l", "exact"))
+                           for v, _ in CAPTION_VIEWS])
     header = (["BLEU-4 / ROUGE-L / exact % (test, unless said)"]
               + [f"{name} ({spaced(test[v]['n'])})" for v, name in CAPTION_VIEWS])
     return table(header, rows)
