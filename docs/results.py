@@ -613,19 +613,22 @@ def caption(f: Files) -> str:
         own = f"width {split['beam_width']}"
         return own if twin == split["beam_width"] else f"{own}; the twin's across styles: width {twin}"
 
+    spread = seeds_of(f, "caption") or {"seeds": []}  # the seeds stage's: the same training from other seeds
+
+    def over_seeds(label: str, split: str) -> list[list[str]]:
+        if not spread["seeds"]:
+            return []
+        return [[f"captioner, {label}, mean ± sd over {len(spread['seeds'])} seeds"]
+                + [" / ".join(mean_sd(spread[split][v][k]) for k in ("bleu", "rouge_l", "exact")) for v, _ in CAPTION_VIEWS]]
+
     rows = [[f"captioner, beam search ({beam(test)})"] + [cell(test[v]) for v, _ in CAPTION_VIEWS],
             ["captioner, greedy"] + [f"{fmt(test[v]['bleu_greedy'])} / – / {fmt(test[v]['exact_greedy'])}"
                                      for v, _ in CAPTION_VIEWS],
             [f"captioner, validation, beam search ({beam(m['val'])})"]
             + [cell(m["val"][v]) for v, _ in CAPTION_VIEWS],
+            *over_seeds("test", "test"), *over_seeds("validation", "val"),
             ["nearest neighbour, 32×32 pixels"] + [cell(m["baseline"]["nearest"][v]) for v, _ in CAPTION_VIEWS],
             ["constant caption"] + [cell(m["baseline"]["constant"][v]) for v, _ in CAPTION_VIEWS]]
-    spread = seeds_of(f, "caption")  # the seeds stage's: the same training from other seeds
-    if spread:
-        for split, label in (("test", "test"), ("val", "validation")):
-            rows.insert(3 if split == "test" else 4, [f"captioner, {label}, mean ± sd over {len(spread['seeds'])} seeds"]
-                        + [" / ".join(mean_sd(spread[split][v][k]) for k in ("bleu", "rouge_l", "exact"))
-                           for v, _ in CAPTION_VIEWS])
     header = (["BLEU-4 / ROUGE-L / exact % (test, unless said)"]
               + [f"{name} ({spaced(test[v]['n'])})" for v, name in CAPTION_VIEWS])
     return table(header, rows)
