@@ -157,13 +157,47 @@ def test_cpu_use_counts_the_other_processes_work_on_this_processs_cpus(monkeypat
         monkeypatch.setattr(threads.time, "monotonic", lambda: now)
 
     reading(100, 100, 0, 5.0, 10.0)
-    use = CpuUse(stat)
+    use = CpuUse(stat, tmp_path / "no-proc")  # no other process to look at
     # both CPUs busy for 1 s, 1 s of it this process's; cpu2 is not ours, niced work does not count
     reading(200, 200, 900, 6.0, 11.0)
     assert use.others() == pytest.approx(1.0)
     reading(300, 250, 900, 7.0, 12.0)  # 1.5 CPU-seconds busy, 1 of them ours
     assert use.others() == pytest.approx(0.5)
     assert CpuUse(tmp_path / "missing").others() is None
+
+
+def test_cpu_use_leaves_out_other_sessions_at_autogroup_nice(monkeypatch, tmp_path):
+    """A process of another session at autogroup nice 19 yields to this one although /proc/stat counts its time
+    as user time; one in this process's own group, or of another group at nice 0, does not."""
+    stat, proc = tmp_path / "stat", tmp_path / "proc"
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+    monkeypatch.setattr(threads.os, "times", lambda: os.times_result((5.0, 0.0, 0.0, 0.0, 0.0)))
+    (proc / "sys" / "kernel").mkdir(parents=True)
+    (proc / "sys" / "kernel" / "sched_autogroup_enabled").write_text("1\n")
+    (proc / "self").mkdir()
+    (proc / "self" / "autogroup").write_text("/autogroup-1 nice 0\n")
+
+    def process(pid, group, ticks, nice=0):
+        (proc / str(pid)).mkdir(exist_ok=True)
+        (proc / str(pid) / "autogroup").write_text(f"{group}\n")
+        rest = ["S"] + ["0"] * 10 + [str(ticks), "0"] + ["0"] * 3 + [str(nice)] + ["0"] * 30
+        (proc / str(pid) / "stat").write_text(f"{pid} (a name) " + " ".join(rest) + "\n")
+
+    def at(busy, helper, mine, other, now):
+        stat.write_text(f"cpu0 {busy} 0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0 0 0\n")
+        process(10, "/autogroup-7 nice 19", helper)  # a niced session: yields
+        process(11, "/autogroup-1 nice 19", mine)  # this process's own group: competes for its share
+        process(12, "/autogroup-8 nice 0", other)  # another session at nice 0: competes
+        monkeypatch.setattr(threads.time, "monotonic", lambda: now)
+
+    at(0, 0, 0, 0, 10.0)
+    use = CpuUse(stat, proc)
+    at(300, 100, 100, 100, 11.0)  # 3 CPU-seconds busy in 1 s: 1 of them the niced session's
+    assert use.others() == pytest.approx(2.0)
+    (proc / "sys" / "kernel" / "sched_autogroup_enabled").write_text("0\n")  # groups off: every process competes
+    at(600, 200, 200, 200, 12.0)
+    assert use.others() == pytest.approx(3.0)
 
 
 def test_a_model_on_a_gpu_is_left_alone(monkeypatch):

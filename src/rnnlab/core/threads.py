@@ -80,14 +80,17 @@ def candidates(n: int) -> list[int]:
 
 class CpuUse:
     """How many of this process's CPUs other processes kept busy since the last reading: the busy time of the
-    CPUs in the affinity mask (/proc/stat) less this process's own CPU time. Niced work is not counted: the
-    scheduler lets this process's threads take its core. None where /proc/stat is missing (not Linux)."""
+    CPUs in the affinity mask (/proc/stat) less this process's own CPU time. Work that gives way to this process
+    is not counted, since the scheduler lets this process's threads take its core: niced work (the `nice` column)
+    and, under the kernel's autogroup scheduling, the work of other sessions at autogroup nice > 0 (see
+    `yielding`). None where /proc/stat is missing (not Linux)."""
 
-    def __init__(self, stat: Path = Path("/proc/stat")):
-        self.stat, self.cpus = stat, os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    def __init__(self, stat: Path = Path("/proc/stat"), proc: Path = Path("/proc")):
+        self.stat, self.proc = stat, proc
+        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         self.last = self.reading()
 
-    def reading(self) -> tuple[float, float, float] | None:
+    def reading(self) -> tuple[float, float, float, dict[str, float]] | None:
         try:
             lines = self.stat.read_text().splitlines()
         except OSError:
@@ -99,8 +102,35 @@ class CpuUse:
                 # not `nice`: work at a lower priority (nice > 0) gives way to this process's threads
                 user, _nice, system, _idle, _iowait, irq, softirq, steal = (int(t) for t in ticks[:8])
                 busy += user + system + irq + softirq + steal
-        own = os.times()
-        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.monotonic()
+        own, hz = os.times(), os.sysconf("SC_CLK_TCK")
+        return busy / hz, own.user + own.system, time.monotonic(), self.yielding(hz)
+
+    def yielding(self, hz: int) -> dict[str, float]:
+        """CPU seconds so far of each process that /proc/stat counts as busy but that gives way to this one: with
+        autogroup scheduling on (kernel.sched_autogroup_enabled, the default of many distributions) the kernel
+        shares a core between sessions' groups by the group's nice, so a process of another session at autogroup
+        nice > 0 (`setsid` + `echo 19 > /proc/self/autogroup`) and task nice 0 yields although its time counts as
+        `user` (sched(7), "The autogroup feature"). Its time on CPUs outside the affinity mask is subtracted too:
+        an undercount there only makes the tuner try more threads, which its timing then judges."""
+        try:
+            if (self.proc / "sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+                return {}
+            own = (self.proc / "self/autogroup").read_text().split()[0]
+            pids = [d for d in self.proc.iterdir() if d.name.isdigit()]
+        except OSError:
+            return {}
+        found = {}
+        for d in pids:
+            try:
+                group, stat = (d / "autogroup").read_text().split(), (d / "stat").read_text()
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if len(group) != 3 or group[0] == own or int(group[2]) <= 0:  # "/autogroup-874 nice 19"
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # after the command, which may hold spaces: field 3 on
+            if int(fields[16]) == 0:  # task nice (field 19); a niced task is in the `nice` column already
+                found[d.name] = (int(fields[11]) + int(fields[12])) / hz  # utime, stime (fields 14, 15)
+        return found
 
     def others(self) -> float | None:
         """CPUs' worth of other processes' work since the previous call."""
@@ -108,7 +138,8 @@ class CpuUse:
         self.last = now
         if now is None or last is None or now[2] - last[2] < 0.05:
             return None
-        return max(0.0, ((now[0] - last[0]) - (now[1] - last[1])) / (now[2] - last[2]))
+        yielded = sum(max(0.0, t - last[3].get(pid, 0.0)) for pid, t in now[3].items())
+        return max(0.0, ((now[0] - last[0]) - (now[1] - last[1]) - yielded) / (now[2] - last[2]))
 
 
 class ThreadTuner(Callback):
