@@ -2,6 +2,10 @@
 
     python benchmarks/cv.py --tag aug-jitter --seeds 0 1 -- data.augment.jitter=0.1
     python benchmarks/cv.py --tag aug-jitter --seeds 0 1 2 --report-only     # the stored runs, ensembles too
+    python benchmarks/cv.py --task surname --folds 0 --tag bigru --seeds 0 1 2 -- module.bidirectional=true
+
+`--folds 0`: no folds, the task's own validation split held out (where it is large enough to tell settings apart,
+as surname's 1 709 names); the runs are stored as OUT/TAG/val-seed{S}.npz.
 
 Each (fold, seed) composes conf/ as `rnnlab train task=TASK experiment=TASK data.folds=K data.fold=I seed=S`
 with the overrides after `--`, builds the data and the model as rnnlab.pipeline.train does (same seeding, so the
@@ -67,24 +71,40 @@ def fit_fold(overrides: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
     return probs, np.array([y for _, y in rows]), seconds
 
 
+def held_out(folds: int) -> list[int | None]:
+    """The held-out parts: folds 0..K-1, or None alone for the task's own validation split (folds 0)."""
+    if folds < 0 or folds == 1:
+        raise SystemExit(f"--folds must be 0 (the validation split) or at least 2, got {folds}")
+    return [None] if folds == 0 else list(range(folds))
+
+
+def run_path(out: Path, fold: int | None, seed: int) -> Path:
+    return out / (f"val-seed{seed}.npz" if fold is None else f"fold{fold}-seed{seed}.npz")
+
+
+def fold_overrides(task: str, folds: int, fold: int | None, seed: int) -> list[str]:
+    split = [] if fold is None else [f"data.folds={folds}", f"data.fold={fold}"]
+    return [f"task={task}", f"experiment={task}", *split, f"seed={seed}"]
+
+
 def report(out: Path, folds: int, seeds: list[int]) -> None:
-    runs = {(f, s): np.load(out / f"fold{f}-seed{s}.npz") for f in range(folds) for s in seeds
-            if (out / f"fold{f}-seed{s}.npz").exists()}
-    done = [s for s in seeds if all((f, s) in runs for f in range(folds))]
+    parts = held_out(folds)
+    runs = {(f, s): np.load(run_path(out, f, s)) for f in parts for s in seeds if run_path(out, f, s).exists()}
+    done = [s for s in seeds if all((f, s) in runs for f in parts)]
     if not done:
-        print(f"{out.name}: no seed has all {folds} folds yet")
+        print(f"{out.name}: no seed has all {len(parts)} held-out parts yet")
         return
     per_seed = []
     for s in done:
-        accs = [float((runs[f, s]["probs"].argmax(1) == runs[f, s]["labels"]).mean()) for f in range(folds)]
-        secs = np.mean([float(runs[f, s]["seconds"]) for f in range(folds)])
+        accs = [float((runs[f, s]["probs"].argmax(1) == runs[f, s]["labels"]).mean()) for f in parts]
+        secs = np.mean([float(runs[f, s]["seconds"]) for f in parts])
         per_seed.append(np.mean(accs))
         print(f"{out.name} seed {s}: cv acc {np.mean(accs):.4f} (folds {' '.join(f'{a:.3f}' for a in accs)}; "
               f"fit {secs:.1f} s)")
     print(f"{out.name}: {len(done)} seed(s), cv acc {np.mean(per_seed):.4f} +- {np.std(per_seed):.4f} (sd over seeds)")
     for n in range(2, len(done) + 1):
         accs = [float((np.mean([runs[f, s]["probs"] for s in done[:n]], 0).argmax(1) == runs[f, done[0]]["labels"])
-                      .mean()) for f in range(folds)]
+                      .mean()) for f in parts]
         print(f"{out.name}: ensemble of {n} seeds (mean probabilities), cv acc {np.mean(accs):.4f}")
 
 
@@ -92,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="speaker")
     parser.add_argument("--tag", required=True, help="the setting's name: its runs are stored in OUT/TAG")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="0: the task's own validation split, no folds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "cv")
     parser.add_argument("--report-only", action="store_true")
@@ -104,12 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         (out / "overrides.txt").write_text(" ".join(args.overrides) + "\n")
         for seed in args.seeds:
-            for fold in range(args.folds):
-                path = out / f"fold{fold}-seed{seed}.npz"
+            for fold in held_out(args.folds):
+                path = run_path(out, fold, seed)
                 if path.exists():
                     continue
-                probs, labels, seconds = fit_fold([f"task={args.task}", f"experiment={args.task}",
-                                                   f"data.folds={args.folds}", f"data.fold={fold}", f"seed={seed}",
+                probs, labels, seconds = fit_fold([*fold_overrides(args.task, args.folds, fold, seed),
                                                    *args.overrides])
                 np.savez(path, probs=probs, labels=labels, seconds=seconds)
                 print(f"{args.tag} fold {fold} seed {seed}: acc {(probs.argmax(1) == labels).mean():.4f} "

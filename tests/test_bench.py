@@ -198,3 +198,19 @@ def test_the_thread_benchmark_compares_each_mode_beside_a_busy_process_with_the_
     assert result["slowdown"] == {"1": round(16 / 9, 2), "all": 16.0, "auto": 2.0}
     assert json.loads(out.read_text())["slowdown"] == result["slowdown"]
     assert len(competitors) == 1 and competitors[0].poll() is not None  # the busy process is gone
+
+
+def test_cv_holds_out_folds_or_the_validation_split_and_reports_either(tmp_path, capsys):
+    cv = load("cv")
+    assert cv.held_out(3) == [0, 1, 2] and cv.held_out(0) == [None]
+    assert cv.fold_overrides("surname", 0, None, 7) == ["task=surname", "experiment=surname", "seed=7"]
+    assert cv.fold_overrides("surname", 5, 2, 7)[2:4] == ["data.folds=5", "data.fold=2"]
+    with pytest.raises(SystemExit, match="--folds must be 0"):
+        cv.held_out(1)
+    labels = np.array([0, 1, 1, 0])
+    for seed, right in ((0, [1, 1, 1, 0]), (1, [1, 1, 0, 0])):  # seed 0 three of four right, seed 1 two
+        probs = np.array([[0.9, 0.1] if (y == 0) == bool(r) else [0.1, 0.9] for y, r in zip(labels, right)])
+        np.savez(cv.run_path(tmp_path, None, seed), probs=probs, labels=labels, seconds=1.0)
+    cv.report(tmp_path, 0, [0, 1])
+    out = capsys.readouterr().out
+    assert "2 seed(s), cv acc 0.6250 +- 0.1250" in out and "ensemble of 2 seeds" in out

@@ -12,7 +12,7 @@ from rnnlab import RnnlabError
 from rnnlab.core.optim import ADAMW
 from rnnlab.core.trainer import quiet_trainer
 from rnnlab.data.padding import collate
-from rnnlab.shapes.many_to_one import POOLINGS, SequenceClassifier
+from rnnlab.shapes.many_to_one import POOLINGS, UNK_ID, SequenceClassifier
 from rnnlab.shapes.one_to_one import BagClassifier
 
 KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
@@ -160,6 +160,37 @@ def test_a_convolution_branch_reads_each_sequence_as_if_alone(kind):
         torch.testing.assert_close(model(inputs, lengths)[1:2], model(seq[None], torch.tensor([4])), atol=1e-9, rtol=0)
     with pytest.raises(RnnlabError, match=r"module.conv_kernels: one kernel size per entry of module.conv_channels"):
         small(kind, conv_channels=[4, 7], conv_kernels=[3])
+
+
+def test_token_dropout_turns_valid_tokens_into_unk_in_training_only():
+    model = small("tokens", token_dropout=0.5)
+    inputs, lengths, _ = collate([([3, 4, 5, 6, 7, 8], 0), ([2, 3], 1)])
+    mask = inputs > 0
+    assert torch.equal(model.drop_tokens(inputs, mask), inputs)  # eval: the input as is
+    model.train()
+    torch.manual_seed(0)
+    dropped = model.drop_tokens(inputs.repeat(200, 1), mask.repeat(200, 1))
+    assert (dropped[~mask.repeat(200, 1)] == 0).all()  # padding stays padding
+    changed = dropped != inputs.repeat(200, 1)
+    assert (dropped[changed] == UNK_ID).all() and 0.45 < changed[mask.repeat(200, 1)].float().mean() < 0.55
+    with pytest.raises(RnnlabError, match=r"module.token_dropout replaces token ids by <unk>; this model reads frames"):
+        small("frames", token_dropout=0.1)
+    with pytest.raises(RnnlabError, match=r"module.label_smoothing must be a number in \[0, 1\), got 1.0"):
+        small("tokens", label_smoothing=1.0)
+
+
+@pytest.mark.parametrize("members", (1, 2))
+def test_label_smoothing_enters_the_training_loss_alone(members):
+    model = small("tokens", label_smoothing=0.2, members=members)
+    model.drop.p = 0.0
+    model.log = lambda *args, **kwargs: None  # no Trainer to log to
+    inputs, lengths, labels = collate([([3, 4, 5], 0), ([2, 3], 1), ([6], 2)])
+    each = model.member_logits(inputs, lengths)
+    smoothed = sum(F.cross_entropy(x, labels, label_smoothing=0.2) for x in each)
+    torch.testing.assert_close(model.training_step((inputs, lengths, labels), 0), smoothed)
+    # validation's loss is the plain cross-entropy of the (ensemble's) output
+    torch.testing.assert_close(model._loss((inputs, lengths, labels))[2],
+                               F.cross_entropy(model(inputs, lengths), labels))
 
 
 def test_class_weights_enter_the_loss():

@@ -25,6 +25,8 @@ POOLINGS = ("last", "mean", "max", "attention")
 PARTS = ("encoder", "rnn", "attention", "head", "conv")
 # LSTM-FCN's kernel sizes (Karim et al. 2017), layer by layer, unless module.conv_kernels gives others
 CONV_KERNELS = (8, 5, 3)
+# the id of <unk> in a classifier's token vocabulary (rnnlab.data.vocab.TokenVocab: padding 0, unknown 1)
+UNK_ID = 1
 
 
 class SequenceRegressor(L.LightningModule):
@@ -125,13 +127,17 @@ class SequenceClassifier(SequenceClassifierBase):
 
     `conv_channels` (LSTM-FCN, Karim et al. 2017): a ConvBranch of those widths reads the same inputs as the
     recurrent layer, and its pooled output joins the recurrent one before the head; `conv_kernels` its kernel
-    sizes (8, 5, 3 by default, as theirs)."""
+    sizes (8, 5, 3 by default, as theirs).
+
+    Regularisers of training alone: `token_dropout` turns each valid input token into <unk> with that probability
+    (token ids only; character dropout for names), `label_smoothing` F.cross_entropy's of the training loss."""
 
     def __init__(self, num_classes: int, vocab_size: int | None = None, input_size: int | None = None,
                  embedding_dim: int = 64, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
                  dropout: float = 0.1, nonlinearity: str = "tanh", bidirectional: bool = False,
                  pooling: str = "last", attention_dim: int = 64, impl: str = "torch", members: int = 1,
                  conv_channels: list[int] | None = None, conv_kernels: list[int] | None = None,
+                 token_dropout: float = 0.0, label_smoothing: float = 0.0,
                  class_weights: list[float] | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
                  task: str | None = None, labels: list[str] | None = None, vocab: list[str] | None = None,
                  standardise: dict[str, list[float]] | None = None):
@@ -143,6 +149,11 @@ class SequenceClassifier(SequenceClassifierBase):
                               f"({conv_channels!r}), got {conv_kernels!r}")
         check_sizes(**{f"conv_channels[{i}]": c for i, c in enumerate(conv_channels or ())},
                     **{f"conv_kernels[{i}]": k for i, k in enumerate(self.conv_kernels)})
+        for key, p in (("token_dropout", token_dropout), ("label_smoothing", label_smoothing)):
+            if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+                raise RnnlabError(f"module.{key} must be a number in [0, 1), got {p!r}")
+        if token_dropout and vocab_size is None:
+            raise RnnlabError("module.token_dropout replaces token ids by <unk>; this model reads frames: set it to 0")
         if pooling not in POOLINGS:
             raise RnnlabError(f"model.pooling: unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.save_hyperparameters()
@@ -190,7 +201,7 @@ class SequenceClassifier(SequenceClassifierBase):
 
     def logits(self, parts: tuple, inputs: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         encoder, rnn, attention, head, conv = parts
-        x = self.drop(encoder(inputs))
+        x = self.drop(encoder(self.drop_tokens(inputs, mask)))
         # packing runs each sequence for its own length only, so padding never reaches the state
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, state = rnn(packed)
@@ -200,6 +211,14 @@ class SequenceClassifier(SequenceClassifierBase):
         if conv is not None:
             pooled = torch.cat([pooled, conv(x, mask)], dim=-1)
         return head(self.drop(pooled))
+
+    def drop_tokens(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """In training, each valid token becomes <unk> with probability token_dropout (each member its own draws),
+        so the model cannot lean on one character; padding stays padding, and evaluation sees the input as is."""
+        p = self.hparams["token_dropout"]
+        if not self.training or not p:
+            return inputs
+        return inputs.masked_fill(mask & (torch.rand(inputs.shape, device=inputs.device) < p), UNK_ID)
 
     def pool(self, out: torch.Tensor, h_n: torch.Tensor, mask: torch.Tensor,
              attention: nn.Module | None = None) -> torch.Tensor:
@@ -214,10 +233,10 @@ class SequenceClassifier(SequenceClassifierBase):
         return (attention if attention is not None else self.attention)(out, mask)[0]  # type: ignore[misc]  # pooling is attention: set in __init__
 
     def training_step(self, batch, batch_idx):
-        if not self.others:
-            return super().training_step(batch, batch_idx)
         inputs, lengths, labels = batch
-        losses = torch.stack([F.cross_entropy(x, labels, weight=self.class_weights)
+        # one member: the same loss as SequenceClassifierBase's, label smoothing aside (validation has none)
+        losses = torch.stack([F.cross_entropy(x, labels, weight=self.class_weights,
+                                              label_smoothing=self.hparams["label_smoothing"])
                               for x in self.member_logits(inputs, lengths)])
         # the curve shows a member's mean loss; the sum gives each member the gradient of its own loss
         self.log("train_loss", losses.mean(), on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
