@@ -89,7 +89,9 @@ class BiLM(nn.Module):
         # targets: x[t+1] for the forward state at t, x[t] for the backward state at t+1; pad and <unk> ignored
         target = torch.cat([x[:, 1:], x[:, :-1]], 0)
         # only the steps with a word to predict reach the softmax (padding is half of a shuffled batch)
-        keep = (target > UNK) & (target < self.predict)
+        # a pair counts where its later step is a word: a backward state on padding is all zeros
+        later = (torch.arange(1, x.size(1))[None] < lengths[:, None]).repeat(2, 1)
+        keep = (target > UNK) & (target < self.predict) & later
         states = torch.cat([fwd, bwd], 0)[keep]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.proj(states) @ self.encoder.weight[:self.predict].t()
@@ -139,16 +141,14 @@ def classifier(vocab: list[str], args, lm: BiLM | None):
     return model
 
 
-def accuracy(model, rows, labels) -> float:
+def probabilities(model, rows) -> torch.Tensor:
     model.eval()
-    right = 0
     with torch.no_grad():
-        for idx, x, lengths in batches(rows, 256, False, torch.Generator()):
-            right += int((model(x, lengths).argmax(-1) == torch.tensor([labels[i] for i in idx])).sum())
-    return right / len(rows)
+        return torch.cat([torch.softmax(model(x, lengths), -1) for _, x, lengths in
+                          batches(rows, 256, False, torch.Generator())])
 
 
-def train_classifier(model, train, validation, args, gen) -> tuple[float, float, float]:
+def train_classifier(model, train, validation, args, gen) -> tuple[float, float, float, torch.Tensor]:
     pretrained = {id(p) for part in (model.encoder, model.rnn) for p in part.parameters()}
     groups = [{"params": [p for p in model.parameters() if id(p) in pretrained], "lr": args.lr * args.body_lr},
               {"params": [p for p in model.parameters() if id(p) not in pretrained], "lr": args.lr}]
@@ -156,6 +156,7 @@ def train_classifier(model, train, validation, args, gen) -> tuple[float, float,
     rows, labels = train
     per_epoch = math.ceil(len(rows) / 64)
     best, last, best_at, start = 0.0, 0.0, 0.0, time.time()
+    truth, kept = torch.tensor(validation[1]), torch.empty(0)
     for epoch in range(args.epochs):
         model.train()
         # gradual unfreezing, crudely: the pretrained body frozen for the first `freeze` epochs
@@ -173,12 +174,14 @@ def train_classifier(model, train, validation, args, gen) -> tuple[float, float,
             nn.utils.clip_grad_norm_(model.parameters(), 0.5)
             opt.step()
             if step in (per_epoch // 2, per_epoch):
-                last = accuracy(model, *validation)
+                probs = probabilities(model, validation[0])
+                last = float((probs.argmax(-1) == truth).float().mean())
                 model.train()
                 if last > best:
-                    best, best_at = last, epoch + step / per_epoch
+                    # the best checkpoint's probabilities, for the ensemble over seeds
+                    best, best_at, kept = last, epoch + step / per_epoch, probs
     print(f"    best {best:.4f} at epoch {best_at:.1f}, last {last:.4f}, {time.time() - start:.0f} s", flush=True)
-    return best, last, time.time() - start
+    return best, last, time.time() - start, kept
 
 
 def main() -> None:
@@ -251,6 +254,11 @@ def main() -> None:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         print(f"RESULT {name} validation accuracy {statistics.mean(values):.4f} ± {sd:.4f} "
               f"({', '.join(f'{v:.4f}' for v in values)})")
+    truth = torch.tensor(validation[1])
+    for k in range(2, len(results) + 1):
+        mean = torch.stack([r[3] for r in results[:k]]).mean(0)
+        print(f"RESULT ensemble of the first {k} seeds' best checkpoints: validation accuracy "
+              f"{float((mean.argmax(-1) == truth).float().mean()):.4f}")
     print(f"RESULT seconds per classifier {statistics.mean(r[2] for r in results):.0f}", flush=True)
 
 

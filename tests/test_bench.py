@@ -198,3 +198,17 @@ def test_the_thread_benchmark_compares_each_mode_beside_a_busy_process_with_the_
     assert result["slowdown"] == {"1": round(16 / 9, 2), "all": 16.0, "auto": 2.0}
     assert json.loads(out.read_text())["slowdown"] == result["slowdown"]
     assert len(competitors) == 1 and competitors[0].poll() is not None  # the busy process is gone
+
+
+def test_sentiment_lm_predicts_the_words_around_each_step_and_loads_into_the_classifier():
+    from types import SimpleNamespace
+
+    lm_module = load("sentiment_lm")
+    lm = lm_module.BiLM(10, 128, 128, 0.0, 0.0, predict=6)
+    x = torch.tensor([[2, 3, 7, 4, 0], [5, 1, 2, 0, 0]])
+    loss, n = lm.loss(x, torch.tensor([4, 3]))
+    # next words 3 4 (7: beyond `predict`) and 2 (1: <unk>); previous words 2 3 and 5; never padding
+    assert n == 6 and torch.isfinite(loss)
+    model = lm_module.classifier(["w"] * 10, SimpleNamespace(dropout=0.5, pooling="max"), lm)
+    assert torch.equal(model.rnn.weight_hh_l0_reverse, lm.rnn.weight_hh_l0_reverse)
+    assert torch.equal(model.encoder.weight, lm.encoder.weight)
