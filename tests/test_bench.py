@@ -214,3 +214,17 @@ def test_cv_holds_out_folds_or_the_validation_split_and_reports_either(tmp_path,
     cv.report(tmp_path, 0, [0, 1])
     out = capsys.readouterr().out
     assert "2 seed(s), cv acc 0.6250 +- 0.1250" in out and "ensemble of 2 seeds" in out
+
+
+def test_sentiment_lm_predicts_the_words_around_each_step_and_loads_into_the_classifier():
+    from types import SimpleNamespace
+
+    lm_module = load("sentiment_lm")
+    lm = lm_module.BiLM(10, 128, 128, 0.0, 0.0, predict=6)
+    x = torch.tensor([[2, 3, 7, 4, 0], [5, 1, 2, 0, 0]])
+    loss, n = lm.loss(x, torch.tensor([4, 3]))
+    # next words 3 4 (7: beyond `predict`) and 2 (1: <unk>); previous words 2 3 and 5; never padding
+    assert n == 6 and torch.isfinite(loss)
+    model = lm_module.classifier(["w"] * 10, SimpleNamespace(dropout=0.5, pooling="max"), lm)
+    assert torch.equal(model.rnn.weight_hh_l0_reverse, lm.rnn.weight_hh_l0_reverse)
+    assert torch.equal(model.encoder.weight, lm.encoder.weight)
