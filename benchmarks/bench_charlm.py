@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.profilers import SimpleProfiler
 
+from rnnlab.core.config import compose
 from rnnlab.core.io import write_json
 from rnnlab.core.optim import ADAMW
 from rnnlab.core.recurrent import detach_state
@@ -45,8 +45,7 @@ PROCESSED = Path("data/processed/charlm")
 def pipeline_settings() -> dict:
     """The char LM `dvc repro` trains: params.yaml's tasks.charlm.experiment and .model composed with conf/."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"]["charlm"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", [f"experiment={params['experiment']}", f"model={params['model']}"])
+    cfg = compose(f"experiment={params['experiment']}", f"model={params['model']}", conf=ROOT / "conf")
     return {"cell": cfg.model.cell, "embedding_dim": cfg.model.embedding_dim, "hidden_size": cfg.model.hidden_size,
             "num_layers": cfg.model.num_layers, "dropout": cfg.model.dropout, "batch_size": cfg.data.batch_size,
             "seq_len": cfg.data.seq_len, "lr": cfg.optimizer.lr, "weight_decay": cfg.optimizer.weight_decay,

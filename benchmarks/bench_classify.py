@@ -65,7 +65,7 @@ class PaddedClassifier(SequenceClassifier):
         x = self.drop(self.encoder(inputs))
         out, state = self.rnn(x)
         h_n = state[0] if isinstance(state, tuple) else state
-        return self.head(self.drop(self.pool(out, h_n, valid_steps(lengths, x.size(1), x.device))))
+        return self.head(self.drop(self.pool(out, h_n, valid_steps(lengths, x.size(1), x.device), self.attention)))
 
 
 def random_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:

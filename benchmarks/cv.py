@@ -31,27 +31,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    import rnnlab.core.resolvers  # noqa: F401  the config's resolvers
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
-
-
 def fit_fold(overrides: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
     """One fold, one seed: (held-out probabilities (N, classes), held-out labels, seconds of fitting)."""
     import lightning as L
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from rnnlab.core.config import compose
     from rnnlab.core.trainer import make_trainer
     from rnnlab.pipeline.train import build
     from rnnlab.shapes.classification import probabilities
 
-    cfg = compose(overrides)
+    cfg = compose(*overrides, conf=ROOT / "conf")
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
     model = build(cfg, dm)["model"]  # the baseline too, as train() builds it: the same draws

@@ -8,6 +8,8 @@ import pytest
 import torch
 import yaml
 
+from rnnlab.core import config
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["DVC_NO_ANALYTICS"] = "1"
 
@@ -184,13 +186,8 @@ def rnnlab(root: Path, *args: str, **extra_env: str) -> subprocess.CompletedProc
 
 
 def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    import rnnlab.core.resolvers  # noqa: F401  registers the config's resolvers (${bf16_if_supported:}, ${times:a,b})
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    """The config of `rnnlab train OVERRIDES` with this checkout's conf/."""
+    return config.compose(*overrides, conf=ROOT / "conf")
 
 
 def tree_copy(dst: Path, *names: str) -> None:

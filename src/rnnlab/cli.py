@@ -17,6 +17,7 @@ from rnnlab import RnnlabError
 # the config's resolvers, registered before Hydra composes a config; at module level, not in run_hydra: a joblib
 # sweep's worker process imports this module (to unpickle the task function) and composes its job's config
 from rnnlab.core import resolvers  # noqa: F401
+from rnnlab.core.config import config_dir
 
 HYDRA_COMMANDS = ("train", "evaluate", "register", "seeds")
 USAGE = """usage: rnnlab COMMAND [ARGS]
@@ -62,14 +63,6 @@ def task_names(kind: str = "") -> str:
 
         return " | ".join(classifiers())
     return " | ".join(t for t in tasks.names() if kind != "serve" or tasks.get(t).serve)
-
-
-def config_dir() -> Path:
-    """conf/ of the project in the working directory, else of the source checkout."""
-    for candidate in (os.environ.get("RNNLAB_CONFIG_DIR"), "conf", Path(__file__).parents[2] / "conf"):
-        if candidate and (Path(candidate) / "config.yaml").is_file():
-            return Path(candidate).resolve()
-    raise RnnlabError("no Hydra config found: run from the project root (conf/config.yaml) or set RNNLAB_CONFIG_DIR")
 
 
 def stage(command: str):

@@ -221,8 +221,9 @@ class SequenceClassifier(SequenceClassifierBase):
         return inputs.masked_fill(mask & (torch.rand(inputs.shape, device=inputs.device) < p), UNK_ID)
 
     def pool(self, out: torch.Tensor, h_n: torch.Tensor, mask: torch.Tensor,
-             attention: nn.Module | None = None) -> torch.Tensor:
-        """(B, T, features) hidden states of the last layer -> (B, features), padded steps left out."""
+             attention: nn.Module | None) -> torch.Tensor:
+        """(B, T, features) hidden states of the last layer -> (B, features), padded steps left out; attention:
+        the member's own (None unless pooling is attention)."""
         if self.pooling == "last":
             # the last layer's final states: forward ends on each sequence's last step, backward on its first
             return torch.cat(list(h_n[-self.directions:]), dim=-1)
@@ -230,7 +231,8 @@ class SequenceClassifier(SequenceClassifierBase):
             return out.masked_fill(~mask.unsqueeze(-1), 0).sum(1) / mask.sum(1, keepdim=True)
         if self.pooling == "max":
             return out.masked_fill(~mask.unsqueeze(-1), -math.inf).amax(1)
-        return (attention if attention is not None else self.attention)(out, mask)[0]  # type: ignore[misc]  # pooling is attention: set in __init__
+        assert attention is not None, "pooling is attention: member_parts built one"
+        return attention(out, mask)[0]
 
     def training_step(self, batch, batch_idx):
         inputs, lengths, labels = batch
