@@ -198,6 +198,14 @@ def test_cpu_use_leaves_out_other_sessions_at_autogroup_nice(monkeypatch, tmp_pa
     (proc / "sys" / "kernel" / "sched_autogroup_enabled").write_text("0\n")  # groups off: every process competes
     at(600, 200, 200, 200, 12.0)
     assert use.others() == pytest.approx(3.0)
+    (proc / "sys" / "kernel" / "sched_autogroup_enabled").write_text("1\n")
+    (proc / "self" / "autogroup").write_text("")  # a sandbox's empty file (seen on CI): no groups to tell apart
+    at(900, 300, 300, 300, 13.0)
+    assert use.others() == pytest.approx(3.0)
+    (proc / "self" / "autogroup").write_text("/autogroup-1 nice 0\n")
+    at(1200, 400, 400, 400, 14.0)
+    (proc / "10" / "stat").write_text("garbled")  # a process's file in another format is passed over
+    assert use.others() == pytest.approx(3.0)
 
 
 def test_a_model_on_a_gpu_is_left_alone(monkeypatch):

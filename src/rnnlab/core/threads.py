@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -78,6 +79,13 @@ def candidates(n: int) -> list[int]:
     return sorted({1, max(1, n // 2), max(1, n - 1), n})
 
 
+def autogroup(path: Path) -> tuple[str, int] | None:
+    """A process's autogroup and its nice from /proc/PID/autogroup ("/autogroup-874 nice 19"); None where the
+    file holds something else. OSError where it cannot be read."""
+    match = re.fullmatch(r"(\S+) nice (-?\d+)", path.read_text().strip())
+    return (match[1], int(match[2])) if match else None
+
+
 class CpuUse:
     """How many of this process's CPUs other processes kept busy since the last reading: the busy time of the
     CPUs in the affinity mask (/proc/stat) less this process's own CPU time. Work that gives way to this process
@@ -115,21 +123,23 @@ class CpuUse:
         try:
             if (self.proc / "sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
                 return {}
-            own = (self.proc / "self/autogroup").read_text().split()[0]
+            own = autogroup(self.proc / "self/autogroup")
             pids = [d for d in self.proc.iterdir() if d.name.isdigit()]
         except OSError:
+            return {}
+        if own is None:  # an empty or unknown file (some sandboxes, e.g. gVisor): no groups to tell apart
             return {}
         found = {}
         for d in pids:
             try:
-                group, stat = (d / "autogroup").read_text().split(), (d / "stat").read_text()
-            except OSError:  # gone meanwhile, or not ours to read
+                group, stat = autogroup(d / "autogroup"), (d / "stat").read_text()
+                if group is None or group[0] == own[0] or group[1] <= 0:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()  # after the command, which may hold spaces: field 3 on
+                if int(fields[16]) == 0:  # task nice (field 19); a niced task is in the `nice` column already
+                    found[d.name] = (int(fields[11]) + int(fields[12])) / hz  # utime, stime (fields 14, 15)
+            except (OSError, ValueError, IndexError):  # gone meanwhile, not ours to read, or not in this format
                 continue
-            if len(group) != 3 or group[0] == own or int(group[2]) <= 0:  # "/autogroup-874 nice 19"
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()  # after the command, which may hold spaces: field 3 on
-            if int(fields[16]) == 0:  # task nice (field 19); a niced task is in the `nice` column already
-                found[d.name] = (int(fields[11]) + int(fields[12])) / hz  # utime, stime (fields 14, 15)
         return found
 
     def others(self) -> float | None:
