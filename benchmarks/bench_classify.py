@@ -62,10 +62,11 @@ class PaddedClassifier(SequenceClassifier):
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         check_inputs(inputs, self.input_size)
-        x = self.drop(self.encoder(inputs))
-        out, state = self.rnn(x)
+        (net,) = self.members
+        x = net.drop(net.encoder(inputs))
+        out, state = net.rnn(x)
         h_n = state[0] if isinstance(state, tuple) else state
-        return self.head(self.drop(self.pool(out, h_n, valid_steps(lengths, x.size(1), x.device), self.attention)))
+        return net.head(net.drop(net.pool(out, h_n, valid_steps(lengths, x.size(1), x.device))))
 
 
 def random_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:

@@ -136,8 +136,8 @@ def classifier(vocab: list[str], args, lm: BiLM | None):
     model = SequenceClassifier(num_classes=2, vocab_size=len(vocab), embedding_dim=128, cell="gru", hidden_size=128,
                                dropout=args.dropout, bidirectional=True, pooling=args.pooling, members=1)
     if lm is not None:
-        model.encoder.load_state_dict(lm.encoder.state_dict())
-        model.rnn.load_state_dict(lm.rnn.state_dict())
+        model.members[0].encoder.load_state_dict(lm.encoder.state_dict())
+        model.members[0].rnn.load_state_dict(lm.rnn.state_dict())
     return model
 
 
@@ -149,7 +149,7 @@ def probabilities(model, rows) -> torch.Tensor:
 
 
 def train_classifier(model, train, validation, args, gen) -> tuple[float, float, float, torch.Tensor]:
-    pretrained = {id(p) for part in (model.encoder, model.rnn) for p in part.parameters()}
+    pretrained = {id(p) for part in (model.members[0].encoder, model.members[0].rnn) for p in part.parameters()}
     groups = [{"params": [p for p in model.parameters() if id(p) in pretrained], "lr": args.lr * args.body_lr},
               {"params": [p for p in model.parameters() if id(p) not in pretrained], "lr": args.lr}]
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
@@ -160,7 +160,7 @@ def train_classifier(model, train, validation, args, gen) -> tuple[float, float,
     for epoch in range(args.epochs):
         model.train()
         # gradual unfreezing, crudely: the pretrained body frozen for the first `freeze` epochs
-        for p in (p for part in (model.encoder, model.rnn) for p in part.parameters()):
+        for p in (p for part in (model.members[0].encoder, model.members[0].rnn) for p in part.parameters()):
             p.requires_grad_(epoch >= args.freeze)
         for step, (idx, x, lengths) in enumerate(batches(rows, 64, True, gen), 1):
             if args.word_dropout:

@@ -226,5 +226,5 @@ def test_sentiment_lm_predicts_the_words_around_each_step_and_loads_into_the_cla
     # next words 3 4 (7: beyond `predict`) and 2 (1: <unk>); previous words 2 3 and 5; never padding
     assert n == 6 and torch.isfinite(loss)
     model = lm_module.classifier(["w"] * 10, SimpleNamespace(dropout=0.5, pooling="max"), lm)
-    assert torch.equal(model.rnn.weight_hh_l0_reverse, lm.rnn.weight_hh_l0_reverse)
-    assert torch.equal(model.encoder.weight, lm.encoder.weight)
+    assert torch.equal(model.members[0].rnn.weight_hh_l0_reverse, lm.rnn.weight_hh_l0_reverse)
+    assert torch.equal(model.members[0].encoder.weight, lm.encoder.weight)

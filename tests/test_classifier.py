@@ -122,7 +122,7 @@ def test_an_ensemble_predicts_its_members_mean_probability_and_trains_each_as_if
     inputs, lengths, labels = collate([(make(n), n % 3) for n in (5, 2, 8, 3)])
     inputs = inputs.double()
     each = ensemble.member_logits(inputs, lengths)
-    # member 0 is the single model: same draws, same keys (a single model's checkpoint loads as before)
+    # member 0 is the single model: same draws, same keys
     torch.testing.assert_close(each[0], single(inputs, lengths))
     assert set(single.state_dict()) < set(ensemble.state_dict())
     mean = torch.stack([x.softmax(-1) for x in each]).mean(0)
@@ -130,18 +130,19 @@ def test_an_ensemble_predicts_its_members_mean_probability_and_trains_each_as_if
     torch.testing.assert_close(ensemble.predict_step((inputs, lengths), 0), mean)
     # the training loss sums the members' own losses: member k's gradient is that of its loss alone
     ensemble.train()
-    ensemble.drop.p = 0.0  # no dropout draws: the two passes below see the same network
+    for member in ensemble.members:
+        member.drop.p = 0.0  # no dropout draws: the two passes below see the same network
     ensemble.log = lambda *args, **kwargs: None  # no Trainer to log to
     ensemble.training_step((inputs, lengths, labels), 0).backward()
-    for k, parts in enumerate(ensemble.members()):
-        params = [p for part in parts if part is not None for p in part.parameters()]
+    for k, member in enumerate(ensemble.members):
+        params = list(member.parameters())
         alone = torch.autograd.grad(F.cross_entropy(ensemble.member_logits(inputs, lengths)[k], labels), params)
         for p, g in zip(params, alone):
             torch.testing.assert_close(p.grad, g)
     # clipped member by member: each member's norm is the limit
     ensemble.configure_gradient_clipping(None, gradient_clip_val=1e-3, gradient_clip_algorithm="norm")
-    for parts in ensemble.members():
-        norms = [p.grad.norm() for part in parts if part is not None for p in part.parameters()]
+    for member in ensemble.members:
+        norms = [p.grad.norm() for p in member.parameters()]
         torch.testing.assert_close(torch.stack(norms).norm().item(), 1e-3, rtol=1e-4, atol=0)
     with pytest.raises(RnnlabError, match="model.members must be a positive integer, got 0"):
         small("frames", members=0)
@@ -150,7 +151,7 @@ def test_an_ensemble_predicts_its_members_mean_probability_and_trains_each_as_if
 @pytest.mark.parametrize("kind", ("tokens", "frames"))
 def test_a_convolution_branch_reads_each_sequence_as_if_alone(kind):
     model = small(kind, conv_channels=[4, 7, 5], members=2)
-    assert model.conv.kernels == [8, 5, 3] and model.head.in_features == 6 + 5
+    assert model.members[1].conv.kernels == [8, 5, 3] and model.members[1].head.in_features == 6 + 5
     _, make = inputs_of(kind)
     torch.manual_seed(1)
     seq = make(4)
@@ -182,7 +183,8 @@ def test_token_dropout_turns_valid_tokens_into_unk_in_training_only():
 @pytest.mark.parametrize("members", (1, 2))
 def test_label_smoothing_enters_the_training_loss_alone(members):
     model = small("tokens", label_smoothing=0.2, members=members)
-    model.drop.p = 0.0
+    for member in model.members:
+        member.drop.p = 0.0
     model.log = lambda *args, **kwargs: None  # no Trainer to log to
     inputs, lengths, labels = collate([([3, 4, 5], 0), ([2, 3], 1), ([6], 2)])
     each = model.member_logits(inputs, lengths)

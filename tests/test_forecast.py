@@ -262,8 +262,9 @@ def test_with_a_zero_correction_the_forecast_is_the_classical_path(project):
         assert np.allclose(model.forecast(name, history), median) and (lower < median).all() and (median < upper).all()
     # the pinball loss on a known case: the truth on the classical path, the outer quantiles ln 2 off it
     inputs, ids, base, _, mask = dm.data["train"][:]
-    loss, mae = model._loss((inputs, ids, base, base, mask))
-    assert loss.item() == pytest.approx(0.2 * np.log(2) / 3, rel=1e-5) and mae.item() == pytest.approx(0, abs=1e-6)
+    losses, mae = model._loss((inputs, ids, base, base, mask))  # one per member
+    assert [loss.item() for loss in losses] == pytest.approx([0.2 * np.log(2) / 3] * len(model.members), rel=1e-5)
+    assert mae.item() == pytest.approx(0, abs=1e-6)
     # the training windows carry the same paths, scaled: from the last window's origin
     _, ids, base, _, _ = dm.data["train"].tensors
     values, scale = np.array(dm.series["sunspots"]["values"]), dm.series["sunspots"]["scale"]
@@ -288,6 +289,26 @@ def test_quantiles_are_ordered_whatever_the_weights(project):
     # mean's are; the raw head outputs are not
     assert bool((each.diff(dim=-1) >= 0).all()) and bool((out.diff(dim=-1) >= 0).all())
     assert not bool((model.members[0].head(torch.randn(50, 8)).diff(dim=-1) >= 0).all())
+
+
+def test_each_member_trains_on_its_own_loss_with_its_own_clipping(project):
+    """The ensemble as the classifiers' (rnnlab.core.ensemble): the training loss sums the members' own pinball
+    losses, so member k's gradient is that of its loss alone, and clipping limits each member's norm."""
+    dm = ForecastDataModule(str(project / "data" / "processed" / "forecast"), window=24)
+    torch.manual_seed(0)
+    model = Forecaster(**dm.model_kwargs(), members=3, hidden_size=8, embedding_dim=2)
+    model.log = lambda *args, **kwargs: None  # no Trainer to log to
+    batch = dm.data["train"][:64]
+    model.training_step(batch, 0).backward()
+    for k, member in enumerate(model.members):
+        params = list(member.parameters())
+        for p, g in zip(params, torch.autograd.grad(model._loss(batch)[0][k], params)):
+            torch.testing.assert_close(p.grad, g)
+    model.configure_gradient_clipping(None, gradient_clip_val=1e-3, gradient_clip_algorithm="norm")
+    for member in model.members:
+        norm = torch.stack([p.grad.norm() for p in member.parameters()]).norm().item()
+        assert norm == pytest.approx(1e-3, rel=1e-4)
+    assert {id(p) for p in model.parameters()} == {id(p) for m in model.members for p in m.parameters()}
 
 
 @pytest.mark.parametrize("levels, ok", [([0.1, 0.5, 0.9], True), ([0.05, 0.1, 0.5, 0.9, 0.95], True),

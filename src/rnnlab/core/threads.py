@@ -6,8 +6,11 @@ cores, the thread sharing that core makes the other wait for its time slice at e
 cores (issue 22): the char LM fell from about 15 to 0.4-1 steps/s beside one busy process, while one thread
 keeps nearly its quiet speed. No fixed count is best both when the machine is quiet and when it is shared, so
 ThreadTuner measures: every `every` steps it times a few steps at each candidate count and keeps the fastest.
-The count does not change the numbers: each thread computes whole output blocks, with the same reduction order
-(tests/test_threads.py trains with a switching count and compares every weight with a one-thread run).
+The count can change the numbers, so a run's weights depend on the counts chosen (logged as the MLflow metric
+`threads`): padded batches train bit for bit alike at any count (tests/test_threads.py: a char LM), but a GEMM with
+5-11 rows gives other float sums at 2 threads than at 1 (torch 2.13, this project's 2-core machine, 2026-12-02),
+and a PackedSequence's last steps are that small: sentiment's packed GRU differs from step 1 (1e-5 after 60
+steps), and full16's seed 46, where the tuner chose 2 threads for 200 steps, scored other than full15's at 1.
 """
 
 from __future__ import annotations

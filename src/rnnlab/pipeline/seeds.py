@@ -1,8 +1,9 @@
 """The seeds stage: the same training from `seeds` seeds (seed, seed + 1, ...), each scored on the test split, and
 every score's mean and standard deviation over them in metrics/<task>_seeds.json.
 
-A CPU run is deterministic on one machine, not across CPUs (oneDNN picks other kernels: the same commit gave
-sentiment 0.791 on one machine and 0.767 on another), so a comparison that decides anything rests on the spread
+A CPU run is deterministic on one machine at a fixed thread count, not across CPUs (oneDNN picks other kernels:
+the same commit gave sentiment 0.791 on one machine and 0.767 on another) nor across counts (`threads: auto` may
+pick others under other load; rnnlab.core.threads), so a comparison that decides anything rests on the spread
 over seeds, not on one run. The first seed is the pipeline's own training (train@TASK, scored by evaluate@TASK
 into metrics/<task>.json): it is read, not trained again. Each other seed trains and evaluates here as
 `rnnlab train` does (test=true), its own MLflow runs tagged with this stage, its files in a scratch folder that

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,6 +35,7 @@ from torch import nn
 
 from rnnlab import RnnlabError
 from rnnlab.core.checkpoint import RecordsClass
+from rnnlab.core.ensemble import Ensemble, training_loss
 from rnnlab.core.optim import configure_optimizers
 from rnnlab.core.recurrent import make_rnn
 from rnnlab.shapes import classical
@@ -66,13 +66,13 @@ class Member(nn.Module):
         return self.head(out)
 
 
-class Forecaster(RecordsClass, L.LightningModule):
+class Forecaster(RecordsClass, Ensemble):
     """`series` (names), `horizons` (steps to forecast per series), `window` (past steps read), `scale`
     ({name: [mean, std]} of the train part) and `classical` ({name: {"spec": ..., "params": [...]}}, the fitted
     classical model each series' forecast corrects) come from the data: a checkpoint alone turns original
-    values into a forecast in original units (`forecast`, `quantile_forecast`). `members` independently
-    initialised networks, each trained on its own loss, forecast together: their quantiles averaged, which
-    evens out how differently each overfits a few hundred windows."""
+    values into a forecast in original units (`forecast`, `quantile_forecast`). `members` > 1: a deep ensemble
+    (rnnlab.core.ensemble), each member trained on its own loss with its own gradient clipping, their quantiles
+    averaged, which evens out how differently each overfits a few hundred windows."""
 
     if TYPE_CHECKING:  # Lightning types hparams AttributeDict | MutableMapping; it is read by attribute here
         hparams: Any
@@ -121,22 +121,22 @@ class Forecaster(RecordsClass, L.LightningModule):
         return torch.cat([mid + below, mid, mid + above], -1)
 
     def _loss(self, batch):
-        """The pinball loss of every member's quantiles (each member learns on its own), and the MAE of the
-        ensemble's median."""
+        """Each member's pinball loss of its quantiles (each learns on its own, rnnlab.core.ensemble), and the MAE
+        of the ensemble's median."""
         inputs, series, base, target, mask = batch
         pred = self.each_member(inputs, series, base)[:, mask]  # (members, valid steps, Q)
         err = target[mask].unsqueeze(-1) - pred
-        pinball = torch.maximum(self.levels * err, (self.levels - 1) * err).mean()
-        return pinball, err.mean(0)[:, self.median].abs().mean()
+        pinball = torch.maximum(self.levels * err, (self.levels - 1) * err).mean((1, 2))
+        return list(pinball), err.mean(0)[:, self.median].abs().mean()
 
     def training_step(self, batch, batch_idx):
-        loss, _ = self._loss(batch)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        loss, shown = training_loss(self._loss(batch)[0])
+        self.log("train_loss", shown, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        loss, mae = self._loss(batch)
-        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        losses, mae = self._loss(batch)
+        self.log("val_loss", torch.stack(losses).mean(), on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
         self.log("val_mae", mae, on_epoch=True, batch_size=len(batch[0]))
 
     def forecast(self, name: str, history) -> list[float]:

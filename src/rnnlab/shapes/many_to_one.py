@@ -8,7 +8,6 @@ the hidden states into one vector for a class.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import lightning as L
 import torch
@@ -17,12 +16,11 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import RnnlabError
+from rnnlab.core.ensemble import Ensemble, training_loss
 from rnnlab.core.recurrent import make_rnn
 from rnnlab.shapes.classification import SequenceClassifierBase, check_inputs, check_sizes, valid_steps
 
 POOLINGS = ("last", "mean", "max", "attention")
-# what each member of an ensemble has of its own (SequenceClassifier, members > 1)
-PARTS = ("encoder", "rnn", "attention", "head", "conv")
 # LSTM-FCN's kernel sizes (Karim et al. 2017), layer by layer, unless module.conv_kernels gives others
 CONV_KERNELS = (8, 5, 3)
 # the id of <unk> in a classifier's token vocabulary (rnnlab.data.vocab.TokenVocab: padding 0, unknown 1)
@@ -115,15 +113,61 @@ class ConvBranch(nn.Module):
         return (h * keep).sum(-1) / keep.sum(-1)
 
 
-class SequenceClassifier(SequenceClassifierBase):
-    """Embedding (token ids) or linear projection (frames) -> RNN/LSTM/GRU over packed sequences -> pooling
-    ("last", "mean", "max" or "attention") -> dropout -> linear layer over the classes.
+class Member(nn.Module):
+    """One recurrent classifier: embedding (token ids) or linear projection (frames) -> RNN/LSTM/GRU over packed
+    sequences -> pooling -> dropout -> linear layer, with LSTM-FCN's convolution branch beside the recurrent layer
+    when `conv_channels` are given."""
 
-    `members` > 1: an ensemble of that many such networks, each initialised by its own draws and trained on the
-    same batches with its own loss and its own gradient clipping, so each learns as it would alone; the model's
-    output is the log of their mean class probability (Lakshminarayanan et al. 2017), so its softmax is that mean
-    and its cross-entropy (the validation loss) the ensemble's. Member 0 is the model's own `encoder`, `rnn`,
-    `attention` and `head`, as without members: a single model's checkpoint keeps its keys.
+    def __init__(self, num_classes: int, vocab_size: int | None, input_size: int | None, embedding_dim: int,
+                 cell: str, hidden_size: int, num_layers: int, dropout: float, nonlinearity: str, bidirectional: bool,
+                 pooling: str, attention_dim: int, impl: str, conv_channels: list[int] | None, conv_kernels: list[int]):
+        super().__init__()
+        self.pooling, self.directions = pooling, 2 if bidirectional else 1
+        self.drop = nn.Dropout(dropout)
+        # built in this order (encoder, rnn, attention, conv, head): a model draws its weights as before members
+        self.encoder: nn.Module = (nn.Embedding(vocab_size, embedding_dim, padding_idx=0) if vocab_size is not None
+                                   else nn.Linear(input_size, embedding_dim))  # type: ignore[arg-type]  # one is set
+        self.rnn = make_rnn(cell, embedding_dim, hidden_size, num_layers, dropout, nonlinearity, bidirectional, impl)
+        features = hidden_size * self.directions
+        self.attention = AdditiveAttention(features, attention_dim) if pooling == "attention" else None
+        # built before the head only when asked for: a model without it draws its weights as before
+        self.conv = ConvBranch(embedding_dim, conv_channels, conv_kernels) if conv_channels else None
+        self.head = nn.Linear(features + (conv_channels[-1] if conv_channels else 0), num_classes)
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids or (B, T, C) frames, their lengths and (B, T) mask of valid steps -> (B, classes)."""
+        x = self.drop(self.encoder(inputs))
+        # packing runs each sequence for its own length only, so padding never reaches the state
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        h_n = state[0] if isinstance(state, tuple) else state
+        pooled = self.pool(out, h_n, mask)
+        if self.conv is not None:
+            pooled = torch.cat([pooled, self.conv(x, mask)], dim=-1)
+        return self.head(self.drop(pooled))
+
+    def pool(self, out: torch.Tensor, h_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, features) hidden states of the last layer -> (B, features), padded steps left out."""
+        if self.pooling == "last":
+            # the last layer's final states: forward ends on each sequence's last step, backward on its first
+            return torch.cat(list(h_n[-self.directions:]), dim=-1)
+        if self.pooling == "mean":
+            return out.masked_fill(~mask.unsqueeze(-1), 0).sum(1) / mask.sum(1, keepdim=True)
+        if self.pooling == "max":
+            return out.masked_fill(~mask.unsqueeze(-1), -math.inf).amax(1)
+        assert self.attention is not None, "pooling is attention: __init__ built one"
+        return self.attention(out, mask)[0]
+
+
+class SequenceClassifier(Ensemble, SequenceClassifierBase):
+    """`members` recurrent classifiers (Member; one by default) over token ids or frames, pooling "last", "mean",
+    "max" or "attention".
+
+    `members` > 1: a deep ensemble (rnnlab.core.ensemble), each member initialised by its own draws and trained on
+    the same batches with its own loss and gradient clipping; the model's output is the log of their mean class
+    probability (Lakshminarayanan et al. 2017), so its softmax is that mean and its cross-entropy (the validation
+    loss) the ensemble's.
 
     `conv_channels` (LSTM-FCN, Karim et al. 2017): a ConvBranch of those widths reads the same inputs as the
     recurrent layer, and its pooled output joins the recurrent one before the head; `conv_kernels` its kernel
@@ -143,12 +187,12 @@ class SequenceClassifier(SequenceClassifierBase):
                  standardise: dict[str, list[float]] | None = None):
         super().__init__(num_classes, vocab_size, input_size, class_weights, task, labels, vocab, standardise)
         check_sizes(attention_dim=attention_dim, members=members)
-        self.conv_kernels = list(conv_kernels or CONV_KERNELS[:len(conv_channels or ())])
-        if len(self.conv_kernels) != len(conv_channels or ()):
+        kernels = list(conv_kernels or CONV_KERNELS[:len(conv_channels or ())])
+        if len(kernels) != len(conv_channels or ()):
             raise RnnlabError(f"module.conv_kernels: one kernel size per entry of module.conv_channels "
                               f"({conv_channels!r}), got {conv_kernels!r}")
         check_sizes(**{f"conv_channels[{i}]": c for i, c in enumerate(conv_channels or ())},
-                    **{f"conv_kernels[{i}]": k for i, k in enumerate(self.conv_kernels)})
+                    **{f"conv_kernels[{i}]": k for i, k in enumerate(kernels)})
         for key, p in (("token_dropout", token_dropout), ("label_smoothing", label_smoothing)):
             if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
                 raise RnnlabError(f"module.{key} must be a number in [0, 1), got {p!r}")
@@ -157,35 +201,11 @@ class SequenceClassifier(SequenceClassifierBase):
         if pooling not in POOLINGS:
             raise RnnlabError(f"model.pooling: unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         self.save_hyperparameters()
-        self.input_size, self.pooling = input_size, pooling
-        self.directions = 2 if bidirectional else 1
-        self.drop = nn.Dropout(dropout)
-        self.encoder, self.rnn, self.attention, self.head, self.conv = self.member_parts()
-        # a ModuleDict holds a None part (no attention, no conv) as a module attribute does
-        self.others = nn.ModuleList(nn.ModuleDict(dict(zip(PARTS, self.member_parts())))  # type: ignore[arg-type]
-                                    for _ in range(members - 1))
-
-    def member_parts(self) -> tuple[nn.Module, nn.Module, nn.Module | None, nn.Module, nn.Module | None]:
-        """One network's encoder, recurrent layer, attention (None unless pooling is attention), head and
-        convolution branch (None without conv_channels)."""
-        h: Any = self.hparams  # every __init__ argument (save_hyperparameters)
-        if h.vocab_size is not None:
-            encoder: nn.Module = nn.Embedding(h.vocab_size, h.embedding_dim, padding_idx=0)
-        else:
-            encoder = nn.Linear(h.input_size, h.embedding_dim)
-        rnn = make_rnn(h.cell, h.embedding_dim, h.hidden_size, h.num_layers, h.dropout, h.nonlinearity,
-                       h.bidirectional, h.impl)
-        features = h.hidden_size * self.directions
-        attention = AdditiveAttention(features, h.attention_dim) if h.pooling == "attention" else None
-        # built before the head only when asked for: a model without it draws its weights as before
-        conv = ConvBranch(h.embedding_dim, h.conv_channels, self.conv_kernels) if h.conv_channels else None
-        features += h.conv_channels[-1] if h.conv_channels else 0
-        return encoder, rnn, attention, nn.Linear(features, h.num_classes), conv
-
-    def members(self) -> list[tuple]:
-        """(encoder, rnn, attention, head, conv) of each member, member 0 first."""
-        return [(self.encoder, self.rnn, self.attention, self.head, self.conv),
-                *(tuple(getattr(m, part) for part in PARTS) for m in self.others)]
+        self.input_size = input_size
+        self.members = nn.ModuleList(
+            Member(num_classes, vocab_size, input_size, embedding_dim, cell, hidden_size, num_layers, dropout,
+                   nonlinearity, bidirectional, pooling, attention_dim, impl, conv_channels, kernels)
+            for _ in range(members))
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         each = self.member_logits(inputs, lengths)
@@ -197,20 +217,7 @@ class SequenceClassifier(SequenceClassifierBase):
     def member_logits(self, inputs: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         check_inputs(inputs, self.input_size)
         mask = valid_steps(lengths, inputs.size(1), inputs.device)
-        return [self.logits(parts, inputs, lengths, mask) for parts in self.members()]
-
-    def logits(self, parts: tuple, inputs: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        encoder, rnn, attention, head, conv = parts
-        x = self.drop(encoder(self.drop_tokens(inputs, mask)))
-        # packing runs each sequence for its own length only, so padding never reaches the state
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, state = rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
-        h_n = state[0] if isinstance(state, tuple) else state
-        pooled = self.pool(out, h_n, mask, attention)
-        if conv is not None:
-            pooled = torch.cat([pooled, conv(x, mask)], dim=-1)
-        return head(self.drop(pooled))
+        return [member(self.drop_tokens(inputs, mask), lengths, mask) for member in self.members]
 
     def drop_tokens(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """In training, each valid token becomes <unk> with probability token_dropout (each member its own draws),
@@ -220,37 +227,11 @@ class SequenceClassifier(SequenceClassifierBase):
             return inputs
         return inputs.masked_fill(mask & (torch.rand(inputs.shape, device=inputs.device) < p), UNK_ID)
 
-    def pool(self, out: torch.Tensor, h_n: torch.Tensor, mask: torch.Tensor,
-             attention: nn.Module | None) -> torch.Tensor:
-        """(B, T, features) hidden states of the last layer -> (B, features), padded steps left out; attention:
-        the member's own (None unless pooling is attention)."""
-        if self.pooling == "last":
-            # the last layer's final states: forward ends on each sequence's last step, backward on its first
-            return torch.cat(list(h_n[-self.directions:]), dim=-1)
-        if self.pooling == "mean":
-            return out.masked_fill(~mask.unsqueeze(-1), 0).sum(1) / mask.sum(1, keepdim=True)
-        if self.pooling == "max":
-            return out.masked_fill(~mask.unsqueeze(-1), -math.inf).amax(1)
-        assert attention is not None, "pooling is attention: member_parts built one"
-        return attention(out, mask)[0]
-
     def training_step(self, batch, batch_idx):
         inputs, lengths, labels = batch
         # one member: the same loss as SequenceClassifierBase's, label smoothing aside (validation has none)
-        losses = torch.stack([F.cross_entropy(x, labels, weight=self.class_weights,
-                                              label_smoothing=self.hparams["label_smoothing"])
-                              for x in self.member_logits(inputs, lengths)])
-        # the curve shows a member's mean loss; the sum gives each member the gradient of its own loss
-        self.log("train_loss", losses.mean(), on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
-        return losses.sum()
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        """Each member's gradient clipped on its own, as if it trained alone (one global norm would tie them)."""
-        if not self.others or not gradient_clip_val:
-            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        for parts in self.members():
-            params = [p for part in parts if part is not None for p in part.parameters()]
-            if gradient_clip_algorithm == "value":
-                nn.utils.clip_grad_value_(params, gradient_clip_val)
-            else:
-                nn.utils.clip_grad_norm_(params, gradient_clip_val)
+        loss, shown = training_loss([F.cross_entropy(x, labels, weight=self.class_weights,
+                                                     label_smoothing=self.hparams["label_smoothing"])
+                                     for x in self.member_logits(inputs, lengths)])
+        self.log("train_loss", shown, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return loss
