@@ -178,6 +178,42 @@ def test_a_style_only_model_trains_on_its_style_alone(monkeypatch, neighbours):
     assert words == 2 and bag.item() == 0 and mixed.item() == pytest.approx((nll / words).item(), rel=1e-5)
 
 
+def test_the_moving_average_of_the_weights_is_validated_and_checkpointed(monkeypatch):
+    """module.ema: the average follows each optimizer step (not a skipped batch), validation swaps it in, the
+    checkpoint keeps it (the other weights beside it, for a resumed run), and training swaps back."""
+    model = tiny(neighbours=2, ema=0.5)
+
+    class Trainer:
+        global_step = 0
+
+    monkeypatch.setattr(type(model), "trainer", Trainer(), raising=False)
+    start = {k: v.clone() for k, v in model.averaged().items()}
+    assert "memory_pixels" not in start and "cell.weight_ih" in start
+    Trainer.global_step = 1
+    model.on_train_batch_end(None, None, 0)  # the average starts at the weights
+    with torch.no_grad():
+        model.cell.weight_ih.add_(1.0)
+    Trainer.global_step = 2
+    model.on_train_batch_end(None, None, 1)
+    model.on_train_batch_end(None, None, 2)  # no step since: no update
+    decay = min(0.5, 3 / 12)
+    trained = model.cell.weight_ih.detach().clone()
+    expected = start["cell.weight_ih"] * decay + trained * (1 - decay)
+    model.on_validation_epoch_start()
+    assert torch.allclose(model.cell.weight_ih, expected)
+    checkpoint: dict = {}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint["ema"]["swapped"] and torch.equal(checkpoint["ema"]["weights"]["cell.weight_ih"], trained)
+    resumed = tiny(neighbours=2, ema=0.5)
+    resumed.load_state_dict(model.state_dict())
+    resumed.on_load_checkpoint(checkpoint)
+    for m in (model, resumed):
+        m.on_train_epoch_start()
+        assert torch.equal(m.cell.weight_ih, trained)
+    with pytest.raises(RnnlabError, match="module.ema must be in"):
+        tiny(ema=1.0)
+
+
 def test_the_bag_of_words_loss_counts_the_caption_words_only():
     model = tiny(word_loss=1.0)
     ids = torch.tensor([[VOCAB.index(C.BOS), 3, 4, VOCAB.index(C.EOS), 0]])
