@@ -214,6 +214,21 @@ def test_the_moving_average_of_the_weights_is_validated_and_checkpointed(monkeyp
         tiny(ema=1.0)
 
 
+@pytest.mark.parametrize("across", [False, True])
+def test_a_style_only_model_can_be_chosen_on_the_other_styles(monkeypatch, across):
+    """select_across_styles: the twin's val_bleu, which chooses its checkpoint, is its BLEU on the validation images
+    of the styles it never saw (the cross-style view); its BLEU on all of them is logged beside it."""
+    model = tiny(styles=["google"], select_across_styles=across)
+    logged: dict = {}
+    monkeypatch.setattr(model, "log", lambda key, value, **kwargs: logged.__setitem__(key, value))
+    model._val = {"nll": 1.0, "words": 1, "hyps": ["red apple face skin tone", "face"],
+                  "refs": ["red apple face skin tone", "red face"], "styles": ["google", "twitter"]}
+    model.on_validation_epoch_end()
+    assert logged["val_bleu_other_styles"] == 0.0  # "face" against "red face": no 4-gram
+    assert (logged["val_bleu"] == 0.0) == across
+    assert ("val_bleu_all_styles" in logged) == across
+
+
 def test_the_bag_of_words_loss_counts_the_caption_words_only():
     model = tiny(word_loss=1.0)
     ids = torch.tensor([[VOCAB.index(C.BOS), 3, 4, VOCAB.index(C.EOS), 0]])

@@ -631,7 +631,7 @@ class Captioner(RecordsClass, L.LightningModule):
                  label_smoothing: float = 0.0, colours: bool = False, neighbours: int = 0, memory_dim: int = 128,
                  shift: float = 0.1, zoom: float = 0.1, styles: list[str] | None = None, beam_width: int = 3,
                  length_penalty: float = 0.0, max_length: int = 20, ema: float = 0.0,
-                 optimizer: dict | None = None, scheduler: dict | None = None):
+                 select_across_styles: bool = False, optimizer: dict | None = None, scheduler: dict | None = None):
         super().__init__()
         channels, convs = list(channels or [32, 64, 128]), list(convs or [2, 2, 2])
         if cell not in CELLS or num_layers != 1 or impl != "torch":
@@ -922,16 +922,24 @@ class Captioner(RecordsClass, L.LightningModule):
         import sacrebleu
 
         v = self._val
+
+        def bleu(keep: list[bool] | None = None) -> float:
+            hyps, refs = v["hyps"], v["refs"]
+            if keep is not None:
+                hyps, refs = ([x for x, k in zip(found, keep) if k] for found in (hyps, refs))
+            return sacrebleu.corpus_bleu(hyps, [refs]).score if refs else 0.0
+
         self.log("val_loss", v["nll"] / max(1, v["words"]), prog_bar=True)
-        self.log("val_bleu", sacrebleu.corpus_bleu(v["hyps"], [v["refs"]]).score if v["refs"] else 0.0, prog_bar=True)
+        chosen = bleu()
         # the no_skin_tone view's, to watch (the checkpoint is still chosen by val_bleu)
-        plain = [not has_skin_tone(r) for r in v["refs"]]
-        hyps, refs = ([x for x, keep in zip(v[key], plain) if keep] for key in ("hyps", "refs"))
-        self.log("val_bleu_no_skin_tone", sacrebleu.corpus_bleu(hyps, [refs]).score if refs else 0.0)
+        self.log("val_bleu_no_skin_tone", bleu([not has_skin_tone(r) for r in v["refs"]]))
         if self.hparams.styles:  # a model of some styles: its BLEU on the others' images (the cross-style view)
-            other = [s not in self.hparams.styles for s in v.get("styles", [])]
-            hyps, refs = ([x for x, keep in zip(v[key], other) if keep] for key in ("hyps", "refs"))
-            self.log("val_bleu_other_styles", sacrebleu.corpus_bleu(hyps, [refs]).score if refs else 0.0)
+            other = bleu([s not in self.hparams.styles for s in v.get("styles", [])])
+            self.log("val_bleu_other_styles", other)
+            if self.hparams.select_across_styles:  # the view the model is for chooses its checkpoint
+                self.log("val_bleu_all_styles", chosen)
+                chosen = other
+        self.log("val_bleu", chosen, prog_bar=True)
 
     def configure_optimizers(self):
         return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
