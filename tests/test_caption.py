@@ -229,6 +229,17 @@ def test_a_style_only_model_can_be_chosen_on_the_other_styles(monkeypatch, acros
     assert ("val_bleu_all_styles" in logged) == across
 
 
+def test_the_no_skin_tone_view_can_share_in_choosing_the_checkpoint(monkeypatch):
+    model = tiny(select_no_skin_tone=0.5)
+    logged: dict = {}
+    monkeypatch.setattr(model, "log", lambda key, value, **kwargs: logged.__setitem__(key, value))
+    model._val = {"nll": 1.0, "words": 1, "hyps": ["red apple face skin tone", "a red apple on a tree"],
+                  "refs": ["red apple face skin tone", "a red apple on a tree"], "styles": ["google", "twitter"]}
+    model.on_validation_epoch_end()
+    assert logged["val_bleu"] == pytest.approx(logged["val_bleu_full"] + 0.5 * logged["val_bleu_no_skin_tone"])
+    assert logged["val_bleu_no_skin_tone"] == pytest.approx(100.0)
+
+
 def test_the_bag_of_words_loss_counts_the_caption_words_only():
     model = tiny(word_loss=1.0)
     ids = torch.tensor([[VOCAB.index(C.BOS), 3, 4, VOCAB.index(C.EOS), 0]])

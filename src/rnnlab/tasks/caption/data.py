@@ -631,7 +631,8 @@ class Captioner(RecordsClass, L.LightningModule):
                  label_smoothing: float = 0.0, colours: bool = False, neighbours: int = 0, memory_dim: int = 128,
                  shift: float = 0.1, zoom: float = 0.1, styles: list[str] | None = None, beam_width: int = 3,
                  length_penalty: float = 0.0, max_length: int = 20, ema: float = 0.0,
-                 select_across_styles: bool = False, optimizer: dict | None = None, scheduler: dict | None = None):
+                 select_across_styles: bool = False, select_no_skin_tone: float = 0.0, optimizer: dict | None = None,
+                 scheduler: dict | None = None):
         super().__init__()
         channels, convs = list(channels or [32, 64, 128]), list(convs or [2, 2, 2])
         if cell not in CELLS or num_layers != 1 or impl != "torch":
@@ -930,14 +931,19 @@ class Captioner(RecordsClass, L.LightningModule):
             return sacrebleu.corpus_bleu(hyps, [refs]).score if refs else 0.0
 
         self.log("val_loss", v["nll"] / max(1, v["words"]), prog_bar=True)
-        chosen = bleu()
-        # the no_skin_tone view's, to watch (the checkpoint is still chosen by val_bleu)
-        self.log("val_bleu_no_skin_tone", bleu([not has_skin_tone(r) for r in v["refs"]]))
+        chosen = plain = bleu()
+        # the no_skin_tone view's: watched, and with select_no_skin_tone > 0 part of val_bleu, which chooses the
+        # checkpoint (the full view's own BLEU is then logged as val_bleu_full)
+        no_tone = bleu([not has_skin_tone(r) for r in v["refs"]])
+        self.log("val_bleu_no_skin_tone", no_tone)
+        if self.hparams.select_no_skin_tone and not self.hparams.styles:
+            self.log("val_bleu_full", plain)
+            chosen = plain + self.hparams.select_no_skin_tone * no_tone
         if self.hparams.styles:  # a model of some styles: its BLEU on the others' images (the cross-style view)
             other = bleu([s not in self.hparams.styles for s in v.get("styles", [])])
             self.log("val_bleu_other_styles", other)
             if self.hparams.select_across_styles:  # the view the model is for chooses its checkpoint
-                self.log("val_bleu_all_styles", chosen)
+                self.log("val_bleu_all_styles", plain)
                 chosen = other
         self.log("val_bleu", chosen, prog_bar=True)
 
