@@ -178,6 +178,68 @@ def test_a_style_only_model_trains_on_its_style_alone(monkeypatch, neighbours):
     assert words == 2 and bag.item() == 0 and mixed.item() == pytest.approx((nll / words).item(), rel=1e-5)
 
 
+def test_the_moving_average_of_the_weights_is_validated_and_checkpointed(monkeypatch):
+    """module.ema: the average follows each optimizer step (not a skipped batch), validation swaps it in, the
+    checkpoint keeps it (the other weights beside it, for a resumed run), and training swaps back."""
+    model = tiny(neighbours=2, ema=0.5)
+
+    class Trainer:
+        global_step = 0
+
+    monkeypatch.setattr(type(model), "trainer", Trainer(), raising=False)
+    start = {k: v.clone() for k, v in model.averaged().items()}
+    assert "memory_pixels" not in start and "cell.weight_ih" in start
+    Trainer.global_step = 1
+    model.on_train_batch_end(None, None, 0)  # the average starts at the weights
+    with torch.no_grad():
+        model.cell.weight_ih.add_(1.0)
+    Trainer.global_step = 2
+    model.on_train_batch_end(None, None, 1)
+    model.on_train_batch_end(None, None, 2)  # no step since: no update
+    decay = min(0.5, 3 / 12)
+    trained = model.cell.weight_ih.detach().clone()
+    expected = start["cell.weight_ih"] * decay + trained * (1 - decay)
+    model.on_validation_epoch_start()
+    assert torch.allclose(model.cell.weight_ih, expected)
+    checkpoint: dict = {}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint["ema"]["swapped"] and torch.equal(checkpoint["ema"]["weights"]["cell.weight_ih"], trained)
+    resumed = tiny(neighbours=2, ema=0.5)
+    resumed.load_state_dict(model.state_dict())
+    resumed.on_load_checkpoint(checkpoint)
+    for m in (model, resumed):
+        m.on_train_epoch_start()
+        assert torch.equal(m.cell.weight_ih, trained)
+    with pytest.raises(RnnlabError, match="module.ema must be in"):
+        tiny(ema=1.0)
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_a_style_only_model_can_be_chosen_on_the_other_styles(monkeypatch, across):
+    """select_across_styles: the twin's val_bleu, which chooses its checkpoint, is its BLEU on the validation images
+    of the styles it never saw (the cross-style view); its BLEU on all of them is logged beside it."""
+    model = tiny(styles=["google"], select_across_styles=across)
+    logged: dict = {}
+    monkeypatch.setattr(model, "log", lambda key, value, **kwargs: logged.__setitem__(key, value))
+    model._val = {"nll": 1.0, "words": 1, "hyps": ["red apple face skin tone", "face"],
+                  "refs": ["red apple face skin tone", "red face"], "styles": ["google", "twitter"]}
+    model.on_validation_epoch_end()
+    assert logged["val_bleu_other_styles"] == 0.0  # "face" against "red face": no 4-gram
+    assert (logged["val_bleu"] == 0.0) == across
+    assert ("val_bleu_all_styles" in logged) == across
+
+
+def test_the_no_skin_tone_view_can_share_in_choosing_the_checkpoint(monkeypatch):
+    model = tiny(select_no_skin_tone=0.5)
+    logged: dict = {}
+    monkeypatch.setattr(model, "log", lambda key, value, **kwargs: logged.__setitem__(key, value))
+    model._val = {"nll": 1.0, "words": 1, "hyps": ["red apple face skin tone", "a red apple on a tree"],
+                  "refs": ["red apple face skin tone", "a red apple on a tree"], "styles": ["google", "twitter"]}
+    model.on_validation_epoch_end()
+    assert logged["val_bleu"] == pytest.approx(logged["val_bleu_full"] + 0.5 * logged["val_bleu_no_skin_tone"])
+    assert logged["val_bleu_no_skin_tone"] == pytest.approx(100.0)
+
+
 def test_the_bag_of_words_loss_counts_the_caption_words_only():
     model = tiny(word_loss=1.0)
     ids = torch.tensor([[VOCAB.index(C.BOS), 3, 4, VOCAB.index(C.EOS), 0]])
