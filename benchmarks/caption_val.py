@@ -5,7 +5,8 @@
 Each MODEL_DIR holds model.ckpt and baseline.ckpt as `rnnlab train task=caption` writes them. Prints, per folder
 and as mean +- sd over them, the BLEU-4 of the model's captions (its own beam width and length penalty) on every
 validation image (full) and on those without "skin tone" (no_skin_tone), and of the Google-only twin's captions
-(its own decoding) on the Twitter images (cross_style), with greedy decoding's beside them. The scores are those
+(its own decoding) on the Twitter images (cross_style), with greedy decoding's beside them; a folder without
+baseline.ckpt (a run with `baseline=null`, the captioner alone) has no cross_style view. The scores are those
 of rnnlab.tasks.caption.evaluate, which decodes test as well."""
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def views(folder: Path, processed: Path = Path("data/processed/caption")) -> dic
     d = decode(model, pictures, 256)
     out = {"full": view_scores(d, refs, rows_of(part)),
            "no_skin_tone": view_scores(d, refs, rows_of(part, skin_tone=False))}
+    if not (folder / "baseline.ckpt").exists():  # the captioner trained alone
+        return out
     twin = load_checkpoint(folder / "baseline.ckpt", task="caption")
     _, scored, _ = baselines.VIEWS["cross_style"]
     rows = rows_of(part, scored)
@@ -51,7 +54,9 @@ def main(folders: list[str]) -> None:
         print(folder, json.dumps(found[folder]), flush=True)
     for view, neighbour in NEIGHBOUR.items():
         for key in ("bleu", "bleu_greedy"):
-            values = [f[view][key] for f in found.values()]
+            values = [f[view][key] for f in found.values() if view in f]
+            if not values:
+                continue
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             print(f"{view} {key}: {statistics.fmean(values):.2f} +- {sd:.2f} (neighbour {neighbour}) {values}")
 

@@ -58,6 +58,7 @@ def test_bad_values_name_the_key(override, message):
     (["task=surname", "scheduler=cosine"], "AdamW", "CosineAnnealingLR"),
     (["task=translate"], "AdamW", None),
     (["task=translate", "experiment=translate"], "AdamW", "CosineAnnealingLR"),
+    (["task=caption", "experiment=caption", "scheduler=warmup_cosine"], "AdamW", "OneCycleLR"),
 ])
 def test_optimizer_and_schedule_switch_from_the_command_line(overrides, optimizer, scheduler):
     cfg = compose(*overrides)
@@ -69,6 +70,25 @@ def test_optimizer_and_schedule_switch_from_the_command_line(overrides, optimize
 def test_the_cosine_floor_follows_the_learning_rate():
     cfg = compose("task=charlm", "optimizer.lr=0.02")
     assert cfg.scheduler.eta_min == 0.02 * cfg.lr_floor and cfg.lr_floor == 0.1
+
+
+def test_the_warmup_rises_to_the_learning_rate_then_decays_to_about_zero():
+    """conf/scheduler/warmup_cosine.yaml: OneCycleLR's peak is optimizer.lr, its length the run's steps (filled by
+    rnnlab.core.optim like CosineAnnealingLR's T_max), and AdamW's betas are not cycled."""
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = compose("task=caption", "optimizer.lr=0.004", "scheduler=warmup_cosine")
+    opt = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    schedule = instantiate(cfg.scheduler, total_steps=100)(opt)
+    rates = []
+    for _ in range(100):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.004 / 25) and max(rates) == pytest.approx(0.004)
+    assert rates.index(max(rates)) in (9, 10) and rates[-1] < 0.004 / 1000
+    assert opt.param_groups[0]["betas"] == (0.9, 0.999)
 
 
 def test_every_problem_is_listed_at_once():
