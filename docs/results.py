@@ -225,8 +225,9 @@ def highlights(f: Files) -> str:
     tr = f.metrics("translate")["test"]
     sp = f.metrics("speech")
     sun, base = fc["test"]["sunspots"]["mae"], fc["baseline"]["sunspots"]
-    seeds = f.json("metrics/forecast_seeds.json")["test"]
-    rolling = {s: (mean_sd(seeds[s]["rolling"]["mae_mean"]), fmt(fc["baseline"][s][peer]["rolling"]["mae_mean"]))
+    spread = f.json("metrics/forecast_seeds.json")
+    rolling = {s: (mean_sd(spread["test"][s]["rolling"]["mae_mean"]),
+                   fmt(fc["baseline"][s][peer]["rolling"]["mae_mean"]))
                for s, peer in (("co2", "sarimax"), ("sunspots", "autoreg"))}
     return "\n".join([
         f"- `surname_gen`: {fmt(g['classifier_agreement'])} of the generated names are judged the asked language "
@@ -234,7 +235,7 @@ def highlights(f: Files) -> str:
         f"- `forecast`: sunspots MAE {fmt(sun)} (naive {fmt(base['naive']['mae'])}, AutoReg(9) "
         f"{fmt(base['autoreg']['mae'])}); over the rolling origins inside the test period, the score the peers are "
         f"compared by, MAE {rolling['co2'][0]} for CO2 (SARIMAX {rolling['co2'][1]}) and {rolling['sunspots'][0]} for "
-        f"sunspots (AutoReg(9) {rolling['sunspots'][1]}), {len(f.json('metrics/forecast_seeds.json')['seeds'])} seeds.",
+        f"sunspots (AutoReg(9) {rolling['sunspots'][1]}), {len(spread['seeds'])} seeds.",
         f"- `translate`: chrF {fmt(tr['chrf'])} (beam {tr['beam_width']}, {tr['verses']} of the "
         f"{spaced(tr['verses_in_split'])} test verses); greedy decoding BLEU {fmt(tr['bleu_greedy'])}.",
         f"- `speech`: {fmt(sp['test']['syllable_accuracy'])} of the recordings of unheard test syllables decoded exactly "
