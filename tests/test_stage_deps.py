@@ -139,6 +139,48 @@ def test_a_stage_depends_on_every_module_its_code_imports(name, cmd, deps):
     assert not uncovered, f"{name}: imports code outside its deps: {uncovered}"
 
 
+def config_files(overrides: list[str]) -> set[Path]:
+    """The conf/ files Hydra loads for `rnnlab COMMAND OVERRIDES` (its defaults list, nested defaults included)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        found = GlobalHydra.instance().config_loader().compute_defaults_list("config", overrides, RunMode.RUN)
+    return {Path("conf", f"{d.config_path}.yaml") for d in found.defaults
+            if d.config_path and not d.config_path.startswith("hydra/")}
+
+
+# the groups of the composed config that `rnnlab register` reads (rnnlab.pipeline.register): the task's name,
+# the model folder, the tracking URI and the registry's gate; it trains and evaluates nothing
+REGISTER_READS = ("config.yaml", "task/", "paths/", "logger/", "registry/")
+# train and evaluate register nothing: the registry group only passes check_config there (an edit to the
+# champion's margin re-runs register, not training)
+UNREAD = {"train": ("registry/",), "evaluate": ("registry/",)}
+CONFIG_STAGES = [s for s in STAGES if shlex.split(s[1])[1] in ("train", "evaluate", "seeds", "register")]
+
+
+@pytest.mark.parametrize("name, cmd, deps", CONFIG_STAGES, ids=[s[0] for s in CONFIG_STAGES])
+def test_a_stage_depends_on_every_config_file_it_composes(name, cmd, deps):
+    """An edit to any conf/ file a stage's config loads (e.g. conf/scheduler/cosine.yaml) re-runs the stage."""
+    words = shlex.split(cmd)
+    files = config_files([w for w in words[2:] if "=" in w and not w.startswith("+")])
+    if words[1] == "register":
+        files = {f for f in files if str(f.relative_to("conf")).startswith(REGISTER_READS)}
+    files = {f for f in files if not str(f.relative_to("conf")).startswith(UNREAD.get(words[1], ()))}
+    uncovered = sorted(str(f) for f in files if not any(f == dep or dep in f.parents for dep in deps))
+    assert not uncovered, f"{name}: composes config outside its deps: {uncovered}"
+
+
+def test_the_config_check_catches_a_missing_group():
+    train = next(s for s in STAGES if s[0] == "train@caption")
+    words = shlex.split(train[1])
+    files = config_files([w for w in words[2:] if "=" in w])
+    assert Path("conf/scheduler/cosine.yaml") in files
+    deps = [d for d in train[2] if d != Path("conf/scheduler")]
+    assert not all(any(f == d or d in f.parents for d in deps) for f in files)
+
+
 def test_every_task_has_all_five_stages():
     names = {s[0] for s in STAGES}
     for task in tasks.names():
