@@ -136,7 +136,7 @@ class Forecaster(RecordsClass, Ensemble):
 
     def validation_step(self, batch, batch_idx):
         losses, mae = self._loss(batch)
-        self.log("val_loss", torch.stack(losses).mean(), on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
+        self.log("val_loss", training_loss(losses)[1], on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
         self.log("val_mae", mae, on_epoch=True, batch_size=len(batch[0]))
 
     def forecast(self, name: str, history) -> list[float]:
