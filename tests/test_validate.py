@@ -58,7 +58,9 @@ def test_bad_values_name_the_key(override, message):
     (["task=surname", "scheduler=cosine"], "AdamW", "CosineAnnealingLR"),
     (["task=translate"], "AdamW", None),
     (["task=translate", "experiment=translate"], "AdamW", "CosineAnnealingLR"),
-    (["task=caption", "experiment=caption", "scheduler=warmup_cosine"], "AdamW", "OneCycleLR"),
+    # the captioning budget's warmup (conf/experiment/caption.yaml), and the command line over it
+    (["task=caption", "experiment=caption"], "AdamW", "OneCycleLR"),
+    (["task=caption", "experiment=caption", "scheduler=cosine"], "AdamW", "CosineAnnealingLR"),
 ])
 def test_optimizer_and_schedule_switch_from_the_command_line(overrides, optimizer, scheduler):
     cfg = compose(*overrides)
